@@ -1,0 +1,29 @@
+"""Readers and writers for station and satellite data.
+
+Station data come back as ``xarray.Dataset`` with dims ``(time, station)``, satellite cubes as
+``xarray.DataArray`` with dims ``(time, channel, lat, lon)``, both validated against
+:mod:`vnnet.data.schema` and lazy (memory map / netCDF / zarr behind dask).
+"""
+
+from vnnet.data.readers.files import (
+    open_satellite,
+    open_stations,
+    read_stations_csv,
+    write_satellite,
+    write_stations,
+)
+from vnnet.data.readers.himawari import REGION_BOXES, read_himawari
+from vnnet.data.readers.weather2k import WEATHER2K_FEATURES, read_vnnet_region, read_weather2k
+
+__all__ = [
+    "REGION_BOXES",
+    "WEATHER2K_FEATURES",
+    "open_satellite",
+    "open_stations",
+    "read_himawari",
+    "read_stations_csv",
+    "read_vnnet_region",
+    "read_weather2k",
+    "write_satellite",
+    "write_stations",
+]
