@@ -202,8 +202,9 @@ def validate_stations(ds: xr.Dataset) -> xr.Dataset:
     ids, an irregular / non-increasing / duplicated ``time`` coordinate, a non-numeric
     variable, a variable without ``units``, unknown units for a catalogue variable, infinite
     values, or an all-NaN variable (value checks run on in-memory data; dask-backed or lazily
-    opened variables stay lazy and are checked when loaded). Known unit aliases (K, Pa, km, ...) are converted to the
-    catalogue's units and the original unit is kept in ``converted_from_units``.
+    opened variables stay lazy and are checked when loaded). Known unit aliases (K, Pa, km,
+    ...) are converted to the catalogue's units; the original is kept in
+    ``converted_from_units``.
     """
     if isinstance(ds, xr.DataArray):
         raise ValueError("stations: expected an xarray.Dataset with one variable per quantity, "
@@ -316,8 +317,9 @@ def validate_satellite(da: xr.DataArray | xr.Dataset) -> xr.DataArray:
 def describe_stations(ds: xr.Dataset) -> str:
     """A one-paragraph human summary of a station dataset (sizes, period, missing share)."""
     time = ds.indexes["time"]
+    step = pd.Timedelta(time[1] - time[0]) if len(time) > 1 else "n/a"
     parts = [f"{ds.sizes['station']} stations x {ds.sizes['time']} times "
-             f"({time[0]} .. {time[-1]}, step {pd.Timedelta(time[1] - time[0]) if len(time) > 1 else 'n/a'})"]
+             f"({time[0]} .. {time[-1]}, step {step})"]
     for name, da in ds.data_vars.items():
         missing = float(da.isnull().mean())  # reduces chunk by chunk on lazy data
         parts.append(f"  {name} [{da.attrs.get('units', '?')}]: {missing:.1%} missing")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from vnnet.data.readers.files import PathLike, LazyNpy, block_length, hourly_times
+from vnnet.data.readers.files import LazyNpy, PathLike, block_length, hourly_times
 from vnnet.data.schema import validate_satellite
 
 __all__ = ["REGION_BOXES", "read_himawari"]

@@ -22,8 +22,8 @@ import pandas as pd
 import xarray as xr
 
 from vnnet.data.readers.files import (
-    PathLike,
     LazyNpy,
+    PathLike,
     block_length,
     finish_stations,
     hourly_times,

@@ -1,0 +1,438 @@
+"""``WeatherDataModule``: station (+ satellite) xarray data in, ``Batch`` windows out.
+
+Stations are small (N x T x F floats) and are held in memory once scaled; satellite cubes
+stay lazy (memory-mapped, dask, zarr or a lazily opened netCDF) and each window reads only
+its own frames, so memory does not grow with the archive length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import dask
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch.utils.data import DataLoader, Dataset
+
+from vnnet.data.batch import collate_windows
+from vnnet.data.coregistration import PixelMap, station_pixels
+from vnnet.data.readers import (
+    open_satellite,
+    open_stations,
+    read_himawari,
+    read_vnnet_region,
+    read_weather2k,
+)
+from vnnet.data.scalers import MinMaxScaler, StandardScaler
+from vnnet.data.schema import check_values, validate_satellite, validate_stations
+from vnnet.data.synthetic import synthetic_world
+from vnnet.data.windows import (
+    SPLITS,
+    SplitSpec,
+    calendar_index,
+    chronological_splits,
+    cyclic_features,
+    window_starts,
+)
+from vnnet.graphs import StationGraph, distance_graph
+
+
+def load_stations(source: xr.Dataset | str | Path, lonlat: str | Path | None = None
+                  ) -> xr.Dataset:
+    """A station dataset from an xarray object or a path (.nc, .zarr, Weather2K .npy)."""
+    if isinstance(source, xr.Dataset):
+        return validate_stations(source)
+    path = Path(source)
+    if path.suffix == ".npy":
+        if lonlat is not None:
+            return read_vnnet_region(path, lonlat)
+        return read_weather2k(path)
+    return open_stations(path)
+
+
+def load_satellite(source: xr.DataArray | xr.Dataset | str | Path, region: str | None = None,
+                   bbox: Sequence[float] | None = None) -> xr.DataArray:
+    """A satellite cube from an xarray object or a path (.nc, .zarr, Himawari .npy)."""
+    if isinstance(source, xr.DataArray | xr.Dataset):
+        return validate_satellite(source)
+    path = Path(source)
+    if path.suffix == ".npy":
+        return read_himawari(path, region=region, bbox=None if bbox is None else tuple(bbox))
+    return open_satellite(path)
+
+
+def align_frames(station_times: pd.DatetimeIndex, frame_times: pd.DatetimeIndex,
+                 tolerance: pd.Timedelta) -> np.ndarray:
+    """(time,) int64 frame index for each station time: the exact or nearest-earlier frame
+    within ``tolerance``, or -1. A frame from after a station time is never used."""
+    pos = frame_times.searchsorted(station_times, side="right") - 1
+    ok = pos >= 0
+    age = np.full(len(station_times), np.timedelta64("NaT"), dtype="timedelta64[ns]")
+    age[ok] = station_times.values[ok] - frame_times.values[pos[ok]]
+    ok &= age <= tolerance.to_timedelta64()
+    return np.where(ok, pos, -1).astype(np.int64)
+
+
+class FrameReader:
+    """Reads frames of a lazy (time, channel, lat, lon) cube by integer index."""
+
+    def __init__(self, satellite: xr.DataArray) -> None:
+        self.data = satellite
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size == 0:
+            shape = (0, *self.data.shape[1:])
+            return np.zeros(shape, dtype=np.float32)
+        # Read one contiguous block (cheap for memmap/zarr/netCDF), then pick the frames.
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        with dask.config.set(scheduler="synchronous"):
+            block = np.asarray(self.data.isel(time=slice(lo, hi)).values, dtype=np.float32)
+        return block[idx - lo]
+
+
+class WindowDataset(Dataset):
+    """Forecast windows over in-memory station arrays and a lazy satellite cube.
+
+    Station arrays are laid out (time, station, variable); window ``i`` starts at
+    ``starts[i]`` and yields a dict of numpy arrays (see ``Batch`` for the layouts).
+    """
+
+    def __init__(self, starts: np.ndarray, n_his: int, n_pred: int, arrays: dict[str, np.ndarray],
+                 frames: FrameReader | None = None, frame_of_time: np.ndarray | None = None,
+                 image_scaler: MinMaxScaler | None = None) -> None:
+        self.starts, self.n_his, self.n_pred = starts, n_his, n_pred
+        self.arrays = arrays
+        self.frames, self.frame_of_time, self.image_scaler = frames, frame_of_time, image_scaler
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        s = int(self.starts[i])
+        inp, out = slice(s, s + self.n_his), slice(s + self.n_his, s + self.n_his + self.n_pred)
+        a = self.arrays
+        sample = {
+            "x": a["x"][inp], "x_mask": a["x_mask"][inp],
+            "y": a["y"][out], "y_mask": a["y_mask"][out],
+            "time": a["cyclic"][inp], "time_index": a["calendar"][inp],
+            "time_pred": a["cyclic"][out], "init_time": np.int64(s + self.n_his - 1),
+        }
+        if self.frames is not None:
+            sample["images"], sample["image_mask"] = self.read_images(self.frame_of_time[inp])
+        return sample
+
+    def read_images(self, frame_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(t c H W) scaled frames with NaN -> 0, and (t,) True where a frame is present."""
+        present = frame_ids >= 0
+        images = np.zeros((len(frame_ids), *self.frames.data.shape[1:]), dtype=np.float32)
+        raw = self.frames[frame_ids[present]]
+        observed = np.isfinite(raw)
+        images[present] = np.where(observed, self.image_scaler.transform(raw), 0.0)
+        present[present] = observed.any(axis=(1, 2, 3))  # an all-NaN frame is a missing frame
+        return images, present
+
+
+class WeatherDataModule(L.LightningDataModule):
+    """Forecast windows from station observations and, optionally, satellite images.
+
+    Args:
+        stations: an xarray Dataset in the station contract, or a path (.nc, .zarr, a
+            Weather2K raw ``data.npy``, or a VN-Net region ``.npy`` with ``stations_lonlat``).
+            None: the synthetic world (``synthetic`` holds its options).
+        satellite: a (time, channel, lat, lon) DataArray or a path (.nc, .zarr, a Himawari
+            ``.npy`` with ``satellite_region`` or ``satellite_bbox``); None: no images (or the
+            synthetic world's images when ``stations`` is None and ``use_satellite``).
+        target: the variable(s) to forecast.
+        inputs: the input variables (default: every station variable).
+        n_his, n_pred, stride: input hours, lead hours, hours between window starts.
+        split: fractions (train, val, test), dates {"val_start", "test_start"} or "weather2k".
+        station_ids: optional subset (and order) of stations.
+        satellite_tolerance: the oldest frame, relative to a station time, that still counts.
+        min_image_coverage: the least share of station times that must have a frame.
+        image_range: fixed per-channel (min, max) lists instead of fitting on train frames.
+        mask_zeros: also mask exact-zero targets (the official VN-Net code's compatibility mode).
+        graph: options of ``vnnet.graphs.distance_graph``.
+    """
+
+    def __init__(
+        self,
+        stations: xr.Dataset | str | None = None,
+        satellite: xr.DataArray | str | None = None,
+        target: str | list[str] = "air_temperature",
+        inputs: list[str] | None = None,
+        n_his: int = 12,
+        n_pred: int = 12,
+        stride: int = 1,
+        split: SplitSpec = (0.7, 0.1, 0.2),
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        station_ids: list[str] | None = None,
+        stations_lonlat: str | None = None,
+        satellite_region: str | None = None,
+        satellite_bbox: list[float] | None = None,
+        use_satellite: bool = True,
+        satellite_tolerance: str = "1h",
+        min_image_coverage: float = 0.5,
+        image_range: tuple[list[float], list[float]] | None = None,
+        mask_zeros: bool = False,
+        graph: dict[str, Any] | None = None,
+        synthetic: dict[str, Any] | None = None,
+        predict_split: str = "test",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        window_starts(slice(0, 0), n_his, n_pred, stride)  # validates the three sizes
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+            if int(value) != value or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if predict_split not in SPLITS:
+            raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
+        if not 0 <= min_image_coverage <= 1:
+            raise ValueError(f"min_image_coverage must be in [0, 1], got {min_image_coverage}")
+        if stations is None and satellite is not None:
+            raise ValueError("satellite data was given without station data; give both, or "
+                             "neither for the synthetic world")
+        try:
+            self.tolerance = pd.Timedelta(satellite_tolerance)
+        except ValueError:
+            raise ValueError(f"satellite_tolerance: cannot parse {satellite_tolerance!r} as a "
+                             f"duration (e.g. '1h', '30min')") from None
+        self._sources = {"stations": stations, "satellite": satellite,
+                         "stations_lonlat": stations_lonlat, "region": satellite_region,
+                         "bbox": satellite_bbox, "synthetic": dict(synthetic or {})}
+        self.targets = [target] if isinstance(target, str) else list(target)
+        if not self.targets:
+            raise ValueError("target: at least one target variable is needed")
+        self.requested_inputs = None if inputs is None else list(inputs)
+        self.n_his, self.n_pred, self.stride = int(n_his), int(n_pred), int(stride)
+        self.split = split
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers, self.pin_memory = int(num_workers), pin_memory
+        self.requested_station_ids = station_ids
+        self.use_satellite = use_satellite
+        self.min_image_coverage = min_image_coverage
+        self.image_range = image_range
+        self.mask_zeros = mask_zeros
+        self.graph_options = dict(graph or {})
+        self.predict_split = predict_split
+        self.seed = seed
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    # ---- data as loaded and validated -------------------------------------------------
+    @cached_property
+    def _loaded(self) -> tuple[xr.Dataset, xr.DataArray | None]:
+        src = self._sources
+        if src["stations"] is None:
+            stations, satellite = synthetic_world(seed=self.seed, **src["synthetic"])
+        else:
+            stations = load_stations(src["stations"], src["stations_lonlat"])
+            satellite = None if src["satellite"] is None else load_satellite(
+                src["satellite"], src["region"], src["bbox"])
+        if not self.use_satellite:
+            satellite = None
+        if self.requested_station_ids is not None:
+            missing = sorted(set(self.requested_station_ids) - set(stations.station.values))
+            if missing:
+                raise ValueError(f"station_ids: unknown stations {missing[:5]}")
+            stations = stations.sel(station=list(self.requested_station_ids))
+        return stations, satellite
+
+    @property
+    def stations(self) -> xr.Dataset:
+        """The validated station dataset (time, station)."""
+        return self._loaded[0]
+
+    @property
+    def satellite(self) -> xr.DataArray | None:
+        """The validated, lazy satellite cube (time, channel, lat, lon), or None."""
+        return self._loaded[1]
+
+    @cached_property
+    def input_variables(self) -> list[str]:
+        have = [str(v) for v in self.stations.data_vars]
+        for role, names in (("target", self.targets), ("inputs", self.requested_inputs or [])):
+            unknown = [n for n in names if n not in have]
+            if unknown:
+                raise ValueError(f"{role}: unknown variable(s) {unknown}; the station data has "
+                                 f"{have}")
+        return list(self.requested_inputs) if self.requested_inputs is not None else have
+
+    @property
+    def target_variables(self) -> list[str]:
+        return list(self.targets)
+
+    @property
+    def station_ids(self) -> list[str]:
+        return [str(s) for s in self.stations.station.values]
+
+    @property
+    def n_stations(self) -> int:
+        return self.stations.sizes["station"]
+
+    @property
+    def times(self) -> pd.DatetimeIndex:
+        return self.stations.indexes["time"]
+
+    @property
+    def coords(self) -> torch.Tensor:
+        """(n 3) float32 station lat (deg), lon (deg), elevation (m)."""
+        ds = self.stations
+        return torch.tensor(np.stack([ds.lat.values, ds.lon.values, ds.elevation.values], -1),
+                            dtype=torch.float32)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(c, H, W) of the satellite frames, or None without images."""
+        return None if self.satellite is None else tuple(self.satellite.shape[1:])
+
+    @cached_property
+    def graph(self) -> StationGraph:
+        ds = self.stations
+        return distance_graph(ds.lat.values, ds.lon.values, station_ids=self.station_ids,
+                              **self.graph_options)
+
+    @cached_property
+    def pixel_map(self) -> PixelMap | None:
+        """Each station's pixel on the image grid (None without images)."""
+        if self.satellite is None:
+            return None
+        ds = self.stations
+        return station_pixels(ds.lat.values, ds.lon.values, self.satellite.lat.values,
+                              self.satellite.lon.values, np.asarray(self.station_ids))
+
+    @cached_property
+    def split_slices(self) -> dict[str, slice]:
+        return chronological_splits(self.times, self.split)
+
+    def windows(self, split: str) -> np.ndarray:
+        """Start indices of the windows of ``split`` on the station time axis."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return window_starts(self.split_slices[split], self.n_his, self.n_pred, self.stride)
+
+    # ---- fitted on the training split ---------------------------------------------------
+    @cached_property
+    def frame_of_time(self) -> np.ndarray | None:
+        """(time,) int64 frame index for each station time (-1: no frame), or None."""
+        if self.satellite is None:
+            return None
+        frame_times = self.satellite.indexes["time"]
+        aligned = align_frames(self.times, frame_times, self.tolerance)
+        coverage = float((aligned >= 0).mean())
+        if coverage < self.min_image_coverage:
+            raise ValueError(
+                f"satellite frames cover {coverage:.0%} of the station times (need at least "
+                f"{self.min_image_coverage:.0%}): stations {self.times[0]} .. {self.times[-1]}, "
+                f"frames {frame_times[0]} .. {frame_times[-1]}, tolerance {self.tolerance}"
+            )
+        return aligned
+
+    @cached_property
+    def station_scaler(self) -> StandardScaler:
+        names = list(dict.fromkeys(self.input_variables + self.targets))
+        train = self.stations.isel(time=self.split_slices["train"])
+        values = np.stack([train[v].values for v in names], axis=-1)
+        return StandardScaler(names).fit(values)
+
+    @cached_property
+    def image_scaler(self) -> MinMaxScaler | None:
+        if self.satellite is None:
+            return None
+        if self.image_range is not None:
+            scaler = MinMaxScaler(*self.image_range)
+            if scaler.min.shape != (self.satellite.sizes["channel"],):
+                raise ValueError(f"image_range: need one (min, max) per channel "
+                                 f"({self.satellite.sizes['channel']}), got {len(scaler.min)}")
+            return scaler
+        train_frames = self.frame_of_time[self.split_slices["train"]]
+        frames = np.unique(train_frames[train_frames >= 0])
+        return MinMaxScaler().fit(FrameReader(self.satellite), frames, progress=True)
+
+    def _station_arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            ds, scaler = self.stations, self.station_scaler
+            for name in scaler.names:
+                check_values(ds[name], f"stations: variable '{name}'")
+            raw = {v: ds[v].values.astype(np.float32) for v in scaler.names}
+            arrays = {}
+            for key, names in (("x", self.input_variables), ("y", self.targets)):
+                values = np.stack([raw[v] for v in names], axis=-1)  # (time, station, var)
+                mask = np.isfinite(values)
+                if key == "y" and self.mask_zeros:
+                    mask &= values != 0
+                scaled = scaler.transform(values, scaler.index(names))
+                arrays[key] = np.where(mask, scaled, 0.0).astype(np.float32)
+                arrays[f"{key}_mask"] = mask
+            arrays["cyclic"] = cyclic_features(self.times)
+            arrays["calendar"] = calendar_index(self.times)
+            self._arrays = arrays
+        return self._arrays
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load, validate, co-register and fit the scalers on the training split."""
+        self._station_arrays()
+        _ = self.graph, self.pixel_map, self.image_scaler
+        for split in ("train", "val") if stage in (None, "fit") else ():
+            if not len(self.windows(split)):
+                raise ValueError(f"the {split} split has no complete window of {self.n_his}+"
+                                 f"{self.n_pred} hours; lengthen the data or change split")
+
+    def dataset(self, split: str) -> WindowDataset:
+        frames = None if self.satellite is None else FrameReader(self.satellite)
+        return WindowDataset(self.windows(split), self.n_his, self.n_pred, self._station_arrays(),
+                             frames, self.frame_of_time, self.image_scaler)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.dataset(split), batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle, generator=generator, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
+            collate_fn=collate_windows,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split, shuffle=False)
+
+    def description(self) -> dict[str, Any]:
+        """What a checkpoint needs to rebuild inputs and outputs without this datamodule."""
+        ds = self.stations
+        info: dict[str, Any] = {
+            "station_ids": self.station_ids,
+            "lat": ds.lat.values.tolist(), "lon": ds.lon.values.tolist(),
+            "elevation": ds.elevation.values.tolist(),
+            "input_variables": self.input_variables, "target_variables": self.targets,
+            "units": {v: ds[v].attrs.get("units") for v in self.station_scaler.names},
+            "n_his": self.n_his, "n_pred": self.n_pred,
+            "time_step": str(pd.Timedelta(self.times[1] - self.times[0])),
+            "station_scaler": self.station_scaler.to_dict(),
+            "graph": self.graph.provenance,
+            "mask_zeros": self.mask_zeros,
+        }
+        if self.satellite is not None:
+            sat = self.satellite
+            info["satellite"] = {
+                "channels": [str(c) for c in sat.channel.values], "units": sat.attrs["units"],
+                "lat": sat.lat.values.tolist(), "lon": sat.lon.values.tolist(),
+                "tolerance": str(self.tolerance), "image_scaler": self.image_scaler.to_dict(),
+            }
+        return info
