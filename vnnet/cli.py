@@ -1,19 +1,52 @@
-"""The ``vnnet`` command line.
+"""The ``vnnet`` command line: LightningCLI for fit / validate / test / predict, plus data tools.
 
+``vnnet fit --config configs/quickstart.yaml`` trains; ``vnnet test`` prints and writes the
+metrics table; ``vnnet predict`` writes netCDF forecasts. The datamodule's description
+(stations, variables, scalers, graph, image grid) is linked into the model's ``data``
+argument, so the YAML holds only what a user chooses.
 ``vnnet data synthetic --out DIR`` writes the synthetic world (stations.nc, satellite.nc);
 ``vnnet data describe PATH`` summarises a station or satellite file.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from vnnet.data.datamodule import WeatherDataModule
 from vnnet.data.readers import open_satellite, open_stations, write_satellite, write_stations
 from vnnet.data.schema import describe_stations
 from vnnet.data.synthetic import synthetic_world
+from vnnet.forecaster import Forecaster
+from vnnet.predict import NetCDFPredictionWriter
+
+
+def describe_data(datamodule: WeatherDataModule) -> dict[str, Any]:
+    return datamodule.description()
+
+
+class VNNetCLI(LightningCLI):
+    """LightningCLI with vnnet's links and the official protocol's defaults."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data", "model.model.init_args.data", compute_fn=describe_data,
+                              apply_on="instantiate")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(NetCDFPredictionWriter, "prediction_writer")
+        parser.set_defaults({
+            "early_stopping.monitor": "val/mae", "early_stopping.mode": "min",
+            "early_stopping.patience": 15,
+            "checkpoint.monitor": "val/mae", "checkpoint.mode": "min",
+            "checkpoint.save_last": True, "checkpoint.filename": "best-{epoch:03d}",
+            "trainer.gradient_clip_val": 1.0, "trainer.max_epochs": 100,
+        })
 
 
 def _data_parser() -> ArgumentParser:
@@ -54,16 +87,26 @@ def _run_data(cfg: Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``vnnet`` console script."""
+    cli_args = None if argv is None else list(argv)  # None: LightningCLI reads sys.argv
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "data":
-        sys.exit("usage: vnnet data {synthetic,describe} ...  (see 'vnnet data --help')")
-    parser = _data_parser()
-    parser.prog = "vnnet data"
-    cfg = parser.parse_args(argv[1:])
+    if argv and argv[0] == "data":
+        parser = _data_parser()
+        parser.prog = "vnnet data"
+        cfg = parser.parse_args(argv[1:])
+        try:
+            _run_data(cfg)
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        return
     try:
-        _run_data(cfg)
+        VNNetCLI(Forecaster, WeatherDataModule, seed_everything_default=2023, args=cli_args,
+                 save_config_kwargs={"overwrite": True},
+                 parser_kwargs={"description": "vnnet: station + satellite weather forecasting "
+                                "(VN-Net, arXiv 2404.16037). Extra: 'vnnet data --help'."})
     except (ValueError, FileNotFoundError) as err:
-        parser.error(str(err))
+        if os.environ.get("VNNET_DEBUG"):
+            raise
+        sys.exit(f"vnnet: error: {err}")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,8 @@ class WeatherDataModule(L.LightningDataModule):
         satellite_tolerance: the oldest frame, relative to a station time, that still counts.
         min_image_coverage: the least share of station times that must have a frame.
         image_range: fixed per-channel (min, max) lists instead of fitting on train frames.
+        station_scaler: fixed station scaler statistics (``StandardScaler.to_dict()``) instead
+            of fitting on the training split (used to run a trained model on new data).
         mask_zeros: also mask exact-zero targets (the official VN-Net code's compatibility mode).
         graph: options of ``vnnet.graphs.distance_graph``.
     """
@@ -183,6 +185,7 @@ class WeatherDataModule(L.LightningDataModule):
         satellite_tolerance: str = "1h",
         min_image_coverage: float = 0.5,
         image_range: tuple[list[float], list[float]] | None = None,
+        station_scaler: dict[str, Any] | None = None,
         mask_zeros: bool = False,
         graph: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
@@ -194,8 +197,9 @@ class WeatherDataModule(L.LightningDataModule):
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if predict_split not in SPLITS:
-            raise ValueError(f"predict_split must be one of {SPLITS}, got {predict_split!r}")
+        if predict_split not in (*SPLITS, "all"):
+            raise ValueError(f"predict_split must be one of {(*SPLITS, 'all')}, got "
+                             f"{predict_split!r}")
         if not 0 <= min_image_coverage <= 1:
             raise ValueError(f"min_image_coverage must be in [0, 1], got {min_image_coverage}")
         if stations is None and satellite is not None:
@@ -222,6 +226,7 @@ class WeatherDataModule(L.LightningDataModule):
         self.use_satellite = use_satellite
         self.min_image_coverage = min_image_coverage
         self.image_range = image_range
+        self.fixed_station_scaler = station_scaler
         self.mask_zeros = mask_zeros
         self.graph_options = dict(graph or {})
         self.predict_split = predict_split
@@ -315,9 +320,11 @@ class WeatherDataModule(L.LightningDataModule):
         return chronological_splits(self.times, self.split)
 
     def windows(self, split: str) -> np.ndarray:
-        """Start indices of the windows of ``split`` on the station time axis."""
+        """Start indices of the windows of ``split`` ("all": the whole period) on the time axis."""
+        if split == "all":
+            return window_starts(slice(0, len(self.times)), self.n_his, self.n_pred, self.stride)
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            raise ValueError(f"split must be one of {SPLITS} or 'all', got {split!r}")
         return window_starts(self.split_slices[split], self.n_his, self.n_pred, self.stride)
 
     # ---- fitted on the training split ---------------------------------------------------
@@ -340,6 +347,10 @@ class WeatherDataModule(L.LightningDataModule):
     @cached_property
     def station_scaler(self) -> StandardScaler:
         names = list(dict.fromkeys(self.input_variables + self.targets))
+        if self.fixed_station_scaler is not None:
+            scaler = StandardScaler.from_dict(self.fixed_station_scaler)
+            scaler.index(names)  # raises if a variable has no statistics
+            return scaler
         train = self.stations.isel(time=self.split_slices["train"])
         values = np.stack([train[v].values for v in names], axis=-1)
         return StandardScaler(names).fit(values)
@@ -377,6 +388,26 @@ class WeatherDataModule(L.LightningDataModule):
             arrays["calendar"] = calendar_index(self.times)
             self._arrays = arrays
         return self._arrays
+
+    @classmethod
+    def for_inference(cls, description: dict[str, Any], stations: xr.Dataset | str,
+                      satellite: xr.DataArray | str | None = None, batch_size: int = 64
+                      ) -> WeatherDataModule:
+        """Windows over new data prepared exactly as for a trained model (its description):
+        same stations, variables, window sizes and stored scalers; every window predicted."""
+        sat = description.get("satellite")
+        if sat is not None and satellite is None:
+            raise ValueError("this model was trained with satellite images; pass satellite=")
+        image_range = None if sat is None else (sat["image_scaler"]["min"],
+                                                sat["image_scaler"]["max"])
+        return cls(stations, satellite, target=description["target_variables"],
+                   inputs=description["input_variables"], n_his=description["n_his"],
+                   n_pred=description["n_pred"], station_ids=description["station_ids"],
+                   satellite_tolerance=sat["tolerance"] if sat else "1h",
+                   image_range=image_range, station_scaler=description["station_scaler"],
+                   mask_zeros=description.get("mask_zeros", False), batch_size=batch_size,
+                   predict_split="all", use_satellite=sat is not None,
+                   graph=(description.get("graph") or {}).get("params"))
 
     def setup(self, stage: str | None = None) -> None:
         """Load, validate, co-register and fit the scalers on the training split."""

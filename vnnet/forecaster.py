@@ -1,0 +1,218 @@
+"""``Forecaster``: the LightningModule that trains and evaluates any vnnet model.
+
+Loss and metrics are masked (only observed targets count) and computed in physical units
+by default, as in the official VN-Net protocol (VNNET-SPEC 3). The default optimiser is that
+protocol's: Adam (lr 5e-3, eps 1e-3), MultiStepLR x0.5 at epochs 10/20/30/40/50; gradient
+clipping (1.0), early stopping and checkpointing are Trainer settings the CLI sets.
+Scalers, variables, stations and graph parameters live in the model's data description,
+which is saved with the checkpoint: ``Forecaster.load_from_checkpoint(path)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from vnnet.data.batch import Batch
+from vnnet.data.scalers import StandardScaler
+from vnnet.metrics import ForecastErrors, masked_mae, masked_mean
+from vnnet.models.base import ForecastModel
+
+LossName = Literal["mae", "mse", "huber"]
+INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+
+
+def teacher_forcing_probability(step: int, decay_steps: int = 2000) -> float:
+    """Inverse-sigmoid scheduled-sampling decay c / (c + exp(step / c)) (VNNET-SPEC 2.5)."""
+    if decay_steps <= 0:
+        raise ValueError(f"cl_decay_steps must be positive, got {decay_steps}")
+    exponent = step / decay_steps
+    return 0.0 if exponent > 700 else decay_steps / (decay_steps + math.exp(exponent))
+
+
+class Forecaster(L.LightningModule):
+    """Trains, evaluates and runs any model with the forward contract ``(b h n c)``.
+
+    Args:
+        model: a ``ForecastModel`` (e.g. ``vnnet.models.VNNet``), built for the data.
+        loss: masked "mae" (default), "mse" or "huber", averaged over targets.
+        loss_units: "physical" (de-normalise prediction and truth first, the official
+            choice) or "scaled".
+        lr, eps, weight_decay: Adam settings. milestones, gamma: MultiStepLR per epoch.
+        scheduled_sampling: feed the decoder ground truth with a decaying probability.
+        cl_decay_steps: the decay constant c of the schedule.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: LossName = "mae",
+        loss_units: Literal["physical", "scaled"] = "physical",
+        lr: float = 5e-3,
+        eps: float = 1e-3,
+        weight_decay: float = 0.0,
+        milestones: list[int] | None = None,
+        gamma: float = 0.5,
+        scheduled_sampling: bool = True,
+        cl_decay_steps: int = 2000,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, ForecastModel):
+            raise ValueError(f"model must be a vnnet ForecastModel, got {type(model).__name__}")
+        if loss not in ("mae", "mse", "huber"):
+            raise ValueError(f"loss must be 'mae', 'mse' or 'huber', got {loss!r}")
+        if loss_units not in ("physical", "scaled"):
+            raise ValueError(f"loss_units must be 'physical' or 'scaled', got {loss_units!r}")
+        if lr <= 0 or eps <= 0 or weight_decay < 0 or not 0 < gamma <= 1:
+            raise ValueError(f"need lr > 0, eps > 0, weight_decay >= 0 and 0 < gamma <= 1, got "
+                             f"lr={lr}, eps={eps}, weight_decay={weight_decay}, gamma={gamma}")
+        teacher_forcing_probability(0, cl_decay_steps)  # validates the decay constant
+        self.model = model
+        self.save_hyperparameters(ignore=["model"])
+        # The model is stored as its class path and init args (incl. the data description),
+        # the form LightningCLI uses, so load_from_checkpoint rebuilds it without the data.
+        self.hparams["model"] = model.config()
+        self.hparams["_instantiator"] = INSTANTIATOR
+        self.milestones = [10, 20, 30, 40, 50] if milestones is None else list(milestones)
+
+        spec = model.spec
+        scaler = StandardScaler.from_dict(spec.raw["station_scaler"])
+        idx = scaler.index(spec.target_variables)
+        self.register_buffer("target_mean", torch.tensor(scaler.mean[idx], dtype=torch.float32))
+        self.register_buffer("target_std", torch.tensor(scaler.std[idx], dtype=torch.float32))
+        self.metrics = nn.ModuleDict({
+            split: ForecastErrors(spec.n_pred, spec.target_variables)
+            for split in ("val", "test")
+        })
+
+    @property
+    def spec(self):  # noqa: ANN201 - DataSpec, re-exported for convenience
+        return self.model.spec
+
+    def to_physical(self, scaled: torch.Tensor) -> torch.Tensor:
+        """(... c) scaled target values to physical units."""
+        return scaled * self.target_std + self.target_mean
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """(b h n c) forecast in physical units (free-running)."""
+        return self.to_physical(self.model(batch))
+
+    def compute_loss(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
+        target = batch.y
+        if self.hparams.loss_units == "physical":
+            pred, target = self.to_physical(pred), self.to_physical(target)
+        losses = []
+        for c in range(pred.shape[-1]):  # each target on its own scale, then averaged
+            p, t, m = pred[..., c], target[..., c], batch.y_mask[..., c]
+            if self.hparams.loss == "mae":
+                losses.append(masked_mae(p, t, m))
+            else:
+                diff = torch.where(m, p - t, torch.zeros_like(p))
+                per = diff.square() if self.hparams.loss == "mse" else nn.functional.huber_loss(
+                    diff, torch.zeros_like(diff), reduction="none")
+                losses.append(masked_mean(per, m))
+        return torch.stack(losses).mean()
+
+    def teacher_forcing(self) -> float:
+        if not self.hparams.scheduled_sampling:
+            return 0.0
+        return teacher_forcing_probability(self.global_step, self.hparams.cl_decay_steps)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        p = self.teacher_forcing()
+        loss = self.compute_loss(self.model(batch, teacher_forcing=p), batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
+        self.log("train/teacher_forcing", p, batch_size=batch.batch_size)
+        return loss
+
+    def _evaluate(self, batch: Batch, split: str) -> None:
+        pred = self.model(batch)
+        self.log(f"{split}/loss", self.compute_loss(pred, batch), batch_size=batch.batch_size)
+        self.metrics[split].update(self.to_physical(pred), self.to_physical(batch.y),
+                                   batch.y_mask)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _log_metrics(self, split: str) -> dict[str, float]:
+        values = self.metrics[split].compute()
+        self.metrics[split].reset()
+        for key, value in values.items():
+            self.log(f"{split}/{key}", value, prog_bar=key == "mae", sync_dist=False)
+        return {f"{split}/{k}": float(v) for k, v in values.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        metrics = self._log_metrics("test")
+        self.test_results = metrics
+        if self.trainer.is_global_zero:
+            print(format_metrics_table(metrics, self.spec.n_pred, "test"))
+            log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+            path = Path(log_dir) / "test_metrics.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            units = {v: self.spec.raw.get("units", {}).get(v) for v in self.spec.target_variables}
+            path.write_text(json.dumps({**metrics, "units": units}, indent=2))
+            print(f"test metrics written to {path}")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"forecast": self(batch), "init_time": batch.init_time}
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(self.model).__name__} has no trainable parameters; use "
+                             f"'vnnet test' to evaluate it without fitting")
+        optimizer = torch.optim.Adam(params, lr=self.hparams.lr, eps=self.hparams.eps,
+                                     weight_decay=self.hparams.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, self.milestones,
+                                                         gamma=self.hparams.gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "epoch"}}
+
+    def predict_xarray(self, stations: xr.Dataset, satellite: xr.DataArray | None = None,
+                       batch_size: int = 64) -> xr.Dataset:
+        """Forecast every complete window of new station (+ satellite) data.
+
+        Uses the scalers, variables and stations stored with the model, so a checkpoint
+        loaded in a fresh process predicts on new xarray data without the training data.
+        Returns a Dataset with dims (init_time, lead_time, station) in physical units.
+        """
+        from vnnet.data.datamodule import WeatherDataModule
+        from vnnet.predict import forecasts_to_xarray
+
+        dm = WeatherDataModule.for_inference(self.spec.raw, stations, satellite,
+                                             batch_size=batch_size)
+        dm.setup("predict")
+        self.eval()
+        chunks, inits = [], []
+        with torch.no_grad():
+            for batch in dm.predict_dataloader():
+                batch = batch.to(self.device)
+                chunks.append(self(batch).cpu())
+                inits.append(batch.init_time.cpu())
+        forecast = torch.cat(chunks).numpy() if chunks else np.zeros((0,))
+        init_index = torch.cat(inits).numpy() if inits else np.zeros(0, dtype=np.int64)
+        return forecasts_to_xarray(forecast, dm.times[init_index], self.spec.raw)
+
+
+def format_metrics_table(metrics: dict[str, float], n_pred: int, split: str) -> str:
+    """A plain-text table: rows = lead hours 1..n_pred and the average, columns MAE / RMSE."""
+    lines = [f"{'lead':>6} {'MAE':>10} {'RMSE':>10}"]
+    for k in range(1, n_pred + 1):
+        lines.append(f"{k:>5}h {metrics[f'{split}/mae_h{k}']:>10.4f} "
+                     f"{metrics[f'{split}/rmse_h{k}']:>10.4f}")
+    lines.append(f"{'all':>6} {metrics[f'{split}/mae']:>10.4f} {metrics[f'{split}/rmse']:>10.4f}")
+    return "\n".join(lines)

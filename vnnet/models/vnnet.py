@@ -1,0 +1,124 @@
+"""VN-Net, the paper version (arXiv 2404.16037, "VN-Net: Vision-Numerical Fusion Graph
+Convolutional Network for Sparse Spatio-Temporal Meteorological Forecasting").
+
+N-GCN encodes the station inputs (static distance graph + time-aware adaptive graph +
+dynamic attention graph), V-LSTM encodes the satellite frames, DQAM fuses each station's
+encoder state with its own pixel and with the whole image, and a graph-conv GRU decoder rolls
+out the lead hours with scheduled sampling. ``vision=None`` gives N-Net, the numerical-only
+ablation; ``image_noise=True`` replaces the frames with uniform noise at train and test time
+(the control that shows whether real images carry information).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from vnnet.data.batch import Batch
+from vnnet.models.base import ForecastModel, last_observed
+from vnnet.models.decoder import GCNDecoder
+from vnnet.models.fusion import DQAMFusion
+from vnnet.models.ngcn import NGCNEncoder
+from vnnet.models.vlstm import VLSTM
+
+
+@dataclass
+class VisionOptions:
+    """Sizes of the vision branch (V-LSTM + DQAM fusion)."""
+
+    stem_channels: int = 16
+    downsample: int = 4
+    scales: tuple[int, ...] = (1, 2, 4)
+    n_heads: int = 4
+    n_queries: int = 16
+    dropout: float = 0.0
+
+
+class VNNet(ForecastModel):
+    """VN-Net: (b t n f) station inputs + (b t c H W) frames -> (b h n c) scaled forecasts.
+
+    Encoder inputs per station and hour: the scaled variables, their observed-masks and the
+    standardised static location (lat, lon, elevation), so missing values are visible to the
+    model rather than imputed silently. The decoder starts from each target's last observed
+    value and feeds back its own forecasts.
+
+    Args:
+        data: the datamodule description (``WeatherDataModule.description()``).
+        hidden: state size of encoder, decoder and fusion (official: 32).
+        n_layers: recurrent layers of encoder and decoder (official: 2).
+        embed_dim: node / calendar embedding size (official: 8).
+        adaptive, dynamic, time_aware, static_graph: graph switches for ablations.
+        vision: V-LSTM / DQAM sizes; None gives N-Net (no images).
+        image_noise: replace frames by uniform noise (the random-image control).
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        hidden: int = 32,
+        n_layers: int = 2,
+        embed_dim: int = 8,
+        adaptive: bool = True,
+        dynamic: bool = True,
+        time_aware: bool = True,
+        static_graph: bool = True,
+        vision: VisionOptions | None = VisionOptions(),  # noqa: B008 - immutable in practice
+        image_noise: bool = False,
+    ) -> None:
+        super().__init__(data)
+        spec = self.spec
+        if isinstance(vision, dict):  # rebuilt from a checkpoint's plain hyper-parameters
+            vision = VisionOptions(**vision)
+        if vision is not None and not spec.has_images:
+            raise ValueError("VNNet has a vision branch but the data has no satellite images; "
+                             "set vision: null (N-Net) or give the datamodule a satellite")
+        if image_noise and vision is None:
+            raise ValueError("image_noise needs the vision branch (vision is None)")
+        adjacency = spec.graph().dense if static_graph else None
+        self.register_buffer("static_features", spec.static_features(), persistent=False)
+        index = spec.target_input_index()
+        self.register_buffer("target_index", torch.tensor([-1 if i is None else i for i in index]),
+                             persistent=False)
+        self.encoder = NGCNEncoder(spec.n_stations, 2 * spec.n_inputs + 3, hidden, n_layers,
+                                   embed_dim, adjacency, adaptive=adaptive,
+                                   time_aware=time_aware, dynamic=dynamic)
+        self.vision = self.fusion = None
+        self.image_noise = image_noise
+        if vision is not None:
+            self.vision = VLSTM(spec.image_channels, spec.image_size, hidden,
+                                vision.stem_channels, vision.downsample, vision.scales)
+            rows, cols = spec.pixels_on_grid(*self.vision.feature_size)
+            self.fusion = DQAMFusion(hidden, rows, cols, self.vision.feature_size,
+                                     vision.n_heads, vision.n_queries, vision.dropout)
+        self.decoder = GCNDecoder(spec.n_stations, spec.n_targets, hidden, n_layers, embed_dim,
+                                  adjacency, adaptive=adaptive)
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        vision = config["init_args"]["vision"]
+        if isinstance(vision, VisionOptions):  # plain types only in checkpoints
+            config["init_args"]["vision"] = {**asdict(vision), "scales": list(vision.scales)}
+        return config
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """(L b n d) encoder states, fused with the images when the vision branch is on."""
+        b, t, n, _ = batch.x.shape
+        static = self.static_features.expand(b, t, n, -1)
+        inputs = torch.cat([batch.x, batch.x_mask.to(batch.x.dtype), static], dim=-1)
+        states, _ = self.encoder(inputs, batch.time_index)
+        if self.vision is None:
+            return states
+        if batch.images is None:
+            raise ValueError("this VNNet has a vision branch but the batch carries no images")
+        images = torch.rand_like(batch.images) if self.image_noise else batch.images
+        return self.fusion(states, self.vision(images, batch.image_mask))
+
+    def forward(self, batch: Batch, teacher_forcing: float = 0.0) -> torch.Tensor:
+        states = self.encode(batch)
+        x_t = batch.x[..., self.target_index.clamp_min(0)]
+        m_t = batch.x_mask[..., self.target_index.clamp_min(0)] & (self.target_index >= 0)
+        go = last_observed(x_t, m_t)
+        return self.decoder(states, go, self.spec.n_pred, targets=batch.y,
+                            target_mask=batch.y_mask, teacher_forcing=teacher_forcing)
