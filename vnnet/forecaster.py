@@ -11,7 +11,6 @@ which is saved with the checkpoint: ``Forecaster.load_from_checkpoint(path)`` ne
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,17 +24,10 @@ from vnnet.data.batch import Batch
 from vnnet.data.scalers import StandardScaler
 from vnnet.metrics import ForecastErrors, masked_mae, masked_mean
 from vnnet.models.base import ForecastModel
+from vnnet.models.decoder import teacher_forcing_probability
 
 LossName = Literal["mae", "mse", "huber"]
 INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
-
-
-def teacher_forcing_probability(step: int, decay_steps: int = 2000) -> float:
-    """Inverse-sigmoid scheduled-sampling decay c / (c + exp(step / c)) (VNNET-SPEC 2.5)."""
-    if decay_steps <= 0:
-        raise ValueError(f"cl_decay_steps must be positive, got {decay_steps}")
-    exponent = step / decay_steps
-    return 0.0 if exponent > 700 else decay_steps / (decay_steps + math.exp(exponent))
 
 
 class Forecaster(L.LightningModule):
@@ -196,6 +188,12 @@ class Forecaster(L.LightningModule):
         dm = WeatherDataModule.for_inference(self.spec.raw, stations, satellite,
                                              batch_size=batch_size)
         dm.setup("predict")
+        moved = ~(np.isclose(dm.stations.lat.values, self.spec.lat, atol=1e-5)
+                  & np.isclose(dm.stations.lon.values, self.spec.lon, atol=1e-5))
+        if moved.any():
+            raise ValueError(f"stations {np.asarray(dm.station_ids)[moved][:5].tolist()} are not "
+                             f"where they were in training (lat/lon differ); this model is "
+                             f"tied to its station network")
         self.eval()
         chunks, inits = [], []
         with torch.no_grad():

@@ -210,6 +210,10 @@ class WeatherDataModule(L.LightningDataModule):
         except ValueError:
             raise ValueError(f"satellite_tolerance: cannot parse {satellite_tolerance!r} as a "
                              f"duration (e.g. '1h', '30min')") from None
+        for role, source in (("stations", stations), ("satellite", satellite),
+                             ("stations_lonlat", stations_lonlat)):
+            if isinstance(source, str | Path) and not Path(source).exists():
+                raise FileNotFoundError(f"{role}: no such file or directory: {source}")
         self._sources = {"stations": stations, "satellite": satellite,
                          "stations_lonlat": stations_lonlat, "region": satellite_region,
                          "bbox": satellite_bbox, "synthetic": dict(synthetic or {})}

@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from vnnet import Forecaster
+from vnnet.data import WeatherDataModule
+from vnnet.forecaster import teacher_forcing_probability
+from vnnet.models import Persistence, VisionOptions, VNNet
+
+TINY = {"n_stations": 6, "n_days": 6, "image_size": 16, "n_channels": 3}
+
+
+@pytest.fixture(scope="module")
+def dm():
+    dm = WeatherDataModule(synthetic=TINY, target=["air_temperature", "relative_humidity"],
+                           n_his=6, n_pred=4, batch_size=4, seed=1)
+    dm.setup()
+    return dm
+
+
+@pytest.fixture(scope="module")
+def batch(dm):
+    return next(iter(dm.train_dataloader()))
+
+
+def small_vnnet(dm, **kwargs):
+    return VNNet(dm.description(), hidden=16, vision=VisionOptions(stem_channels=8, n_queries=4),
+                 **kwargs)
+
+
+def test_vnnet_shapes_and_gradients(dm, batch):
+    torch.manual_seed(0)
+    model = small_vnnet(dm)
+    out = model(batch, teacher_forcing=0.5)
+    assert out.shape == (4, 4, 6, 2)
+    out.square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    assert model.vision.feature_size == (4, 4)
+    assert model.fusion.last_attention.shape[1] == 2 * 6  # L * n station tokens
+
+
+def test_nnet_has_no_vision_branch_and_ignores_images(dm, batch):
+    nnet = VNNet(dm.description(), hidden=16, vision=None)
+    assert nnet.vision is None and nnet.fusion is None
+    full = small_vnnet(dm)
+    assert sum(p.numel() for p in nnet.parameters()) < sum(p.numel() for p in full.parameters())
+    nnet.eval()
+    a = nnet(batch)
+    changed = type(batch)(**{**batch.__dict__, "images": torch.rand_like(batch.images)})
+    torch.testing.assert_close(a, nnet(changed))
+
+
+def test_images_reach_the_forecast_but_not_under_the_noise_control(dm, batch):
+    model = small_vnnet(dm).eval()
+    changed = type(batch)(**{**batch.__dict__, "images": torch.rand_like(batch.images)})
+    assert not torch.allclose(model(batch), model(changed))
+    noise = small_vnnet(dm, image_noise=True).eval()
+    torch.manual_seed(5)
+    a = noise(batch)
+    torch.manual_seed(5)
+    b = noise(changed)
+    torch.testing.assert_close(a, b)  # the real frames are never read
+
+
+def test_bad_model_configurations(dm):
+    numerical = WeatherDataModule(synthetic=TINY, n_his=6, n_pred=4, use_satellite=False)
+    with pytest.raises(ValueError, match="no satellite images"):
+        VNNet(numerical.description())
+    with pytest.raises(ValueError, match="image_noise needs"):
+        VNNet(numerical.description(), vision=None, image_noise=True)
+    with pytest.raises(ValueError, match="lacks"):
+        VNNet({"station_ids": ["a"]})
+    with pytest.raises(ValueError, match="ForecastModel"):
+        Forecaster(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="loss"):
+        Forecaster(Persistence(dm.description()), loss="l7")
+
+
+def test_persistence_repeats_the_last_observed_value(dm, batch):
+    model = Persistence(dm.description())
+    out = model(batch)
+    idx = dm.input_variables.index("air_temperature")
+    x, m = batch.x[..., idx], batch.x_mask[..., idx]
+    b, n = 1, 2
+    observed = torch.nonzero(m[b, :, n]).flatten()
+    expect = x[b, observed[-1], n] if len(observed) else torch.tensor(0.0)
+    assert torch.allclose(out[b, :, n, 0], expect.expand(4))
+
+
+def test_loss_is_masked_mae_in_physical_units(dm, batch):
+    forecaster = Forecaster(Persistence(dm.description()))
+    pred = torch.zeros_like(batch.y)
+    loss = forecaster.compute_loss(pred, batch)
+    phys_pred = forecaster.to_physical(pred)
+    phys_y = forecaster.to_physical(batch.y)
+    per_target = [(phys_pred - phys_y)[..., c].abs()[batch.y_mask[..., c]].mean()
+                  for c in range(2)]
+    assert loss.item() == pytest.approx(torch.stack(per_target).mean().item(), rel=1e-5)
+    scaled = Forecaster(Persistence(dm.description()), loss_units="scaled")
+    expect = torch.stack([batch.y[..., c].abs()[batch.y_mask[..., c]].mean() for c in range(2)])
+    assert scaled.compute_loss(pred, batch).item() == pytest.approx(expect.mean().item(),
+                                                                    rel=1e-5)
+
+
+def test_scheduled_sampling_schedule_and_optimiser(dm):
+    assert teacher_forcing_probability(0, 2000) == pytest.approx(2000 / 2001)
+    assert teacher_forcing_probability(7300, 2000) == pytest.approx(0.981, abs=1e-3)
+    assert teacher_forcing_probability(14600, 2000) == pytest.approx(0.575, abs=1e-3)
+    assert teacher_forcing_probability(10**9, 2000) == 0.0
+    forecaster = Forecaster(small_vnnet(dm))
+    opt = forecaster.configure_optimizers()
+    adam = opt["optimizer"]
+    assert adam.defaults["lr"] == 5e-3 and adam.defaults["eps"] == 1e-3
+    sched = opt["lr_scheduler"]["scheduler"]
+    assert sorted(sched.milestones) == [10, 20, 30, 40, 50] and sched.gamma == 0.5
+    lrs = []
+    for _ in range(25):
+        lrs.append(adam.param_groups[0]["lr"])
+        adam.step()
+        sched.step()
+    assert lrs[9] == 5e-3 and lrs[10] == 2.5e-3 and lrs[20] == 1.25e-3
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        Forecaster(Persistence(dm.description())).configure_optimizers()
