@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -27,11 +28,11 @@ VARIANTS = {
 
 
 def run_variant(name: str, extra: list[str], epochs: int, seed: int, out: Path,
-                config: str) -> dict[str, float]:
-    root = out / name.split(",")[0].replace(" ", "_").replace("(", "").replace(")", "")
+                config: str, overrides: list[str]) -> dict[str, float]:
+    root = out / "".join(ch if ch.isalnum() else "_" for ch in name).strip("_") / f"seed{seed}"
     args = ["--config", config, "--trainer.default_root_dir", str(root),
             "--trainer.max_epochs", str(epochs), "--seed_everything", str(seed),
-            "--trainer.enable_progress_bar", "false", *extra]
+            "--trainer.enable_progress_bar", "false", *overrides, *extra]
     cli = VNNetCLI(Forecaster, WeatherDataModule, run=False, args=args,
                    save_config_kwargs={"overwrite": True})
     start = time.perf_counter()
@@ -51,13 +52,16 @@ def main() -> None:
     parser.add_argument("--config", default="configs/quickstart.yaml")
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--set", default="", metavar="'--KEY VALUE ...'",
+                        help="CLI overrides for every variant, e.g. --set='--model.lr 0.001'")
     args = parser.parse_args()
     out = Path(args.out)
     results = {}
     for name in args.variants:
         for seed in args.seeds:
             results[f"{name} | seed {seed}"] = run_variant(name, VARIANTS[name], args.epochs,
-                                                          seed, out, args.config)
+                                                          seed, out, args.config,
+                                                          shlex.split(args.set))
             print(name, seed, {k: round(v, 4) for k, v in results[f"{name} | seed {seed}"].items()
                                if k in ("test/mae", "test/rmse", "seconds")})
     out.mkdir(parents=True, exist_ok=True)

@@ -299,3 +299,19 @@ def test_teacher_forcing_schedule() -> None:
     assert teacher_forcing_probability(10**9) == 0.0  # no OverflowError
     with pytest.raises(ValueError):
         teacher_forcing_probability(0, decay_steps=0)
+
+
+def test_decoder_step_features_reach_each_step() -> None:
+    dec = make_decoder(n_step_features=2).eval()
+    h0, go, _ = decoder_inputs()
+    feats = torch.zeros(B, 3, 2)
+    base = dec(h0, go, 3, step_features=feats)
+    bumped = feats.clone()
+    bumped[:, 1] = 1.0  # only the second lead hour's features change
+    out = dec(h0, go, 3, step_features=bumped)
+    torch.testing.assert_close(out[:, 0], base[:, 0])
+    assert not torch.allclose(out[:, 1], base[:, 1])
+    per_station = feats.unsqueeze(2).expand(-1, -1, N, -1)
+    torch.testing.assert_close(dec(h0, go, 3, step_features=per_station), base)
+    with pytest.raises(ValueError, match="step_features"):
+        dec(h0, go, 3)

@@ -122,3 +122,20 @@ def test_scheduled_sampling_schedule_and_optimiser(dm):
     assert lrs[9] == 5e-3 and lrs[10] == 2.5e-3 and lrs[20] == 1.25e-3
     with pytest.raises(ValueError, match="no trainable parameters"):
         Forecaster(Persistence(dm.description())).configure_optimizers()
+
+
+def test_library_made_checkpoint_rebuilds_the_model(dm, batch, tmp_path):
+    import lightning as L
+
+    forecaster = Forecaster(small_vnnet(dm), lr=1e-3)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(forecaster, dm)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = Forecaster.load_from_checkpoint(tmp_path / "m.ckpt")
+    assert isinstance(loaded.model, VNNet) and loaded.hparams.lr == 1e-3
+    assert loaded.model.init_args["hidden"] == 16
+    forecaster.eval()
+    loaded.eval()
+    torch.testing.assert_close(loaded(batch), forecaster(batch))

@@ -40,6 +40,8 @@ class VNNetCLI(LightningCLI):
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(NetCDFPredictionWriter, "prediction_writer")
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="after 'fit', test the best checkpoint and print the table")
         parser.set_defaults({
             "early_stopping.monitor": "val/mae", "early_stopping.mode": "min",
             "early_stopping.patience": 15,
@@ -47,6 +49,21 @@ class VNNetCLI(LightningCLI):
             "checkpoint.save_last": True, "checkpoint.filename": "best-{epoch:03d}",
             "trainer.gradient_clip_val": 1.0, "trainer.max_epochs": 100,
         })
+
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        # vnnet prints its own compact lead-time table; Lightning's long one is opt-in.
+        for name in ("validate", "test"):
+            self._subcommand_parsers[name].set_defaults(verbose=False)
+
+    def after_fit(self) -> None:
+        if self.config[self.subcommand].get("test_after_fit", False) and \
+                not self.trainer.fast_dev_run:
+            ckpt = "best" if self.trainer.checkpoint_callback and \
+                self.trainer.checkpoint_callback.best_model_path else None
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt,
+                              verbose=False)
 
 
 def _data_parser() -> ArgumentParser:

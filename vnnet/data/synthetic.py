@@ -244,9 +244,14 @@ def _terrain(rng: np.random.Generator, bbox: tuple[float, float, float, float]
 
 def _place_stations(rng: np.random.Generator, n: int,
                     bbox: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Scatter ``n`` stations inside the box (with a margin) at roughly even spacing."""
+    """Scatter ``n`` stations inside the box at roughly even spacing.
+
+    The stations keep a 15 % margin from the image edges (about 1 deg on the default 6.4 deg
+    box, like the Weather2K regions inside their satellite crops), so the images see weather
+    a few hours before it reaches the network.
+    """
     lat_min, lat_max, lon_min, lon_max = bbox
-    margin = 0.05 * min(lat_max - lat_min, lon_max - lon_min)
+    margin = 0.15 * min(lat_max - lat_min, lon_max - lon_min)
     lo = np.array([lat_min + margin, lon_min + margin])
     hi = np.array([lat_max - margin, lon_max - margin])
     d_min = 0.7 * np.sqrt(np.prod(hi - lo) / n)  # dart throwing: no two closer than this
@@ -329,19 +334,21 @@ def _stations(rng: np.random.Generator, times: pd.DatetimeIndex, lat: np.ndarray
           + q_anomaly[:, None] + rng.normal(0.0, 4.0, n_s) + _ar1(rng, (n_t, n_s), 0.8, 3.0))
     rh = np.clip(rh, 1.0, 100.0)
 
-    vis = (CLEAR_VISIBILITY_M * np.exp(-1.2 * cloud) * np.exp(-np.clip(rh - 75.0, 0, None) / 8.0)
+    # Station instruments see the cloud only through its lagged effects (and rain), so the
+    # images, not the station records, show where cloud is now.
+    vis = (CLEAR_VISIBILITY_M * np.exp(-1.2 * lagged) * np.exp(-np.clip(rh - 75.0, 0, None) / 8.0)
            / (1.0 + 2.5 * precip) * np.exp(_ar1(rng, (n_t, n_s), 0.6, 0.2)))
     vis = np.clip(vis, 20.0, 50_000.0)
 
     tide = 0.8 * np.cos(4 * np.pi * (hloc - 10.0) / 24.0)  # semi-diurnal pressure tide
-    p0 = 1012.0 + p_anomaly[:, None] - 2.0 * cloud + tide + rng.normal(0.0, 0.2, (n_t, n_s))
+    p0 = 1012.0 + p_anomaly[:, None] - 2.0 * lagged + tide + rng.normal(0.0, 0.2, (n_t, n_s))
     pressure = p0 * (1.0 - 2.25577e-5 * elevation[None, :]) ** 5.25588
 
     # Surface wind: a damped, terrain-turned steering wind, gustier under cloud, plus noise.
     h = np.arange(n_t) + wind.pad
     su, sv = wind.u_kmh[h, None] / 3.6, wind.v_kmh[h, None] / 3.6  # m s-1
     turn = np.deg2rad(rng.uniform(-25.0, 25.0, n_s))
-    damp = rng.uniform(0.35, 0.55, n_s) * (1.0 + 0.4 * cloud)
+    damp = rng.uniform(0.35, 0.55, n_s) * (1.0 + 0.4 * lagged)
     u = damp * (su * np.cos(turn) - sv * np.sin(turn)) + _ar1(rng, (n_t, n_s), 0.6, 1.0)
     v = damp * (su * np.sin(turn) + sv * np.cos(turn)) + _ar1(rng, (n_t, n_s), 0.6, 1.0)
     return {

@@ -52,13 +52,15 @@ class GCNDecoder(nn.Module):
         static_adjacency: ``(n n)`` non-negative distance graph (``A[i, j]`` = edge j -> i),
             row-normalised into a buffer; None: no static support.
         adaptive: use the decoder's own (time-free) adaptive graph.
+        n_step_features: extra per-step inputs k (e.g. calendar features of the lead hour),
+            given to ``forward`` as ``step_features``.
     """
 
     static_adjacency: torch.Tensor | None
 
     def __init__(self, n_nodes: int, out_dim: int, hidden: int = 32, n_layers: int = 2,
                  embed_dim: int = 8, static_adjacency: torch.Tensor | None = None,
-                 adaptive: bool = True) -> None:
+                 adaptive: bool = True, n_step_features: int = 0) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers: expected >= 1, got {n_layers}")
@@ -74,13 +76,15 @@ class GCNDecoder(nn.Module):
         self.adaptive = (AdaptiveAdjacency(n_nodes, embed_dim, time_aware=False)
                          if adaptive else None)
         n_supports = 1 + (static_adjacency is not None) + adaptive
-        dims = [out_dim] + [hidden] * (n_layers - 1)
+        self.n_step_features = n_step_features
+        dims = [out_dim + n_step_features] + [hidden] * (n_layers - 1)
         self.cells = nn.ModuleList(GraphConvGRUCell(d, hidden, n_supports) for d in dims)
         self.projection = nn.Linear(hidden, out_dim)
 
     def forward(self, h0: torch.Tensor, go: torch.Tensor, n_pred: int,
                 targets: torch.Tensor | None = None, target_mask: torch.Tensor | None = None,
-                teacher_forcing: float = 0.0) -> torch.Tensor:
+                teacher_forcing: float = 0.0, step_features: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Decode ``n_pred`` steps.
 
         Args:
@@ -92,6 +96,8 @@ class GCNDecoder(nn.Module):
                 where ``targets`` is finite. Missing truth keeps the prediction.
             teacher_forcing: probability, per step and per batch (one coin), of feeding the
                 truth of the previous step instead of the prediction; training mode only.
+            step_features: ``(b h k)`` or ``(b h n k)`` extra inputs of each step (required
+                when the decoder was built with ``n_step_features`` > 0).
 
         Returns:
             ``(b h n c)`` predictions.
@@ -105,6 +111,14 @@ class GCNDecoder(nn.Module):
                              f"got {tuple(go.shape)}")
         if n_pred < 1:
             raise ValueError(f"n_pred: expected >= 1, got {n_pred}")
+        if self.n_step_features:
+            if step_features is None or step_features.shape[:2] != (b, n_pred) \
+                    or step_features.shape[-1] != self.n_step_features:
+                got = None if step_features is None else tuple(step_features.shape)
+                raise ValueError(f"step_features: expected (b {n_pred} [n] "
+                                 f"{self.n_step_features}), got {got}")
+            if step_features.dim() == 3:
+                step_features = step_features.unsqueeze(2).expand(-1, -1, self.n_nodes, -1)
         sampling = self.training and teacher_forcing > 0.0 and n_pred > 1
         if sampling:
             if targets is None:
@@ -131,6 +145,8 @@ class GCNDecoder(nn.Module):
                 # one coin per batch and step, as in DCRNN's curriculum learning
                 if sampling and bool(torch.rand(()) < teacher_forcing):
                     inp = torch.where(target_mask[:, step - 1], targets[:, step - 1], inp)
+            if self.n_step_features:
+                inp = torch.cat([inp, step_features[:, step]], dim=-1)
             for layer, cell in enumerate(self.cells):
                 states[layer] = cell(inp, states[layer], supports)
                 inp = states[layer]

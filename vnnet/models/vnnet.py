@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from vnnet.data.batch import Batch
+from vnnet.data.windows import CYCLIC_FEATURE_NAMES
 from vnnet.models.base import ForecastModel, last_observed
 from vnnet.models.decoder import GCNDecoder
 from vnnet.models.fusion import DQAMFusion
@@ -92,8 +93,10 @@ class VNNet(ForecastModel):
             rows, cols = spec.pixels_on_grid(*self.vision.feature_size)
             self.fusion = DQAMFusion(hidden, rows, cols, self.vision.feature_size,
                                      vision.n_heads, vision.n_queries, vision.dropout)
+        # The decoder also sees the calendar (hour/day-of-year sin, cos) of each lead hour.
         self.decoder = GCNDecoder(spec.n_stations, spec.n_targets, hidden, n_layers, embed_dim,
-                                  adjacency, adaptive=adaptive)
+                                  adjacency, adaptive=adaptive,
+                                  n_step_features=len(CYCLIC_FEATURE_NAMES))
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -113,7 +116,9 @@ class VNNet(ForecastModel):
         if batch.images is None:
             raise ValueError("this VNNet has a vision branch but the batch carries no images")
         images = torch.rand_like(batch.images) if self.image_noise else batch.images
-        return self.fusion(states, self.vision(images, batch.image_mask))
+        fused = self.fusion(states, self.vision(images, batch.image_mask))
+        # The fusion ends in a LayerNorm (unit scale); the decoder's GRU states live in (-1, 1).
+        return torch.tanh(fused)
 
     def forward(self, batch: Batch, teacher_forcing: float = 0.0) -> torch.Tensor:
         states = self.encode(batch)
@@ -121,4 +126,5 @@ class VNNet(ForecastModel):
         m_t = batch.x_mask[..., self.target_index.clamp_min(0)] & (self.target_index >= 0)
         go = last_observed(x_t, m_t)
         return self.decoder(states, go, self.spec.n_pred, targets=batch.y,
-                            target_mask=batch.y_mask, teacher_forcing=teacher_forcing)
+                            target_mask=batch.y_mask, teacher_forcing=teacher_forcing,
+                            step_features=batch.time_pred)
