@@ -80,14 +80,18 @@ class Forecaster(L.LightningModule):
         idx = scaler.index(spec.target_variables)
         self.register_buffer("target_mean", torch.tensor(scaler.mean[idx], dtype=torch.float32))
         self.register_buffer("target_std", torch.tensor(scaler.std[idx], dtype=torch.float32))
-        self.metrics = nn.ModuleDict({
-            split: ForecastErrors(spec.n_pred, spec.target_variables)
-            for split in ("val", "test")
-        })
+        # One accumulator per split (a ModuleDict cannot hold the key "train").
+        self.train_errors = ForecastErrors(spec.n_pred, spec.target_variables)
+        self.val_errors = ForecastErrors(spec.n_pred, spec.target_variables)
+        self.test_errors = ForecastErrors(spec.n_pred, spec.target_variables)
 
     @property
     def spec(self):  # noqa: ANN201 - DataSpec, re-exported for convenience
         return self.model.spec
+
+    def errors(self, split: str) -> ForecastErrors:
+        """The metric accumulator of ``split`` ("train", "val" or "test")."""
+        return getattr(self, f"{split}_errors")
 
     def to_physical(self, scaled: torch.Tensor) -> torch.Tensor:
         """(... c) scaled target values to physical units."""
@@ -120,16 +124,20 @@ class Forecaster(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         p = self.teacher_forcing()
-        loss = self.compute_loss(self.model(batch, teacher_forcing=p), batch)
+        pred = self.model(batch, teacher_forcing=p)
+        loss = self.compute_loss(pred, batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
+        # Train metrics score the training-mode forecasts (with scheduled sampling, dropout).
+        self.train_errors.update(self.to_physical(pred.detach()), self.to_physical(batch.y),
+                                     batch.y_mask)
         self.log("train/teacher_forcing", p, batch_size=batch.batch_size)
         return loss
 
     def _evaluate(self, batch: Batch, split: str) -> None:
         pred = self.model(batch)
         self.log(f"{split}/loss", self.compute_loss(pred, batch), batch_size=batch.batch_size)
-        self.metrics[split].update(self.to_physical(pred), self.to_physical(batch.y),
-                                   batch.y_mask)
+        self.errors(split).update(self.to_physical(pred), self.to_physical(batch.y),
+                                  batch.y_mask)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -138,11 +146,14 @@ class Forecaster(L.LightningModule):
         self._evaluate(batch, "test")
 
     def _log_metrics(self, split: str) -> dict[str, float]:
-        values = self.metrics[split].compute()
-        self.metrics[split].reset()
+        values = self.errors(split).compute()
+        self.errors(split).reset()
         for key, value in values.items():
             self.log(f"{split}/{key}", value, prog_bar=key == "mae", sync_dist=False)
         return {f"{split}/{k}": float(v) for k, v in values.items()}
+
+    def on_train_epoch_end(self) -> None:
+        self._log_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")

@@ -4,7 +4,7 @@ satellite (the embedded default dataset of DESIGN.md, "The embedded default: a s
 Weather2K and Himawari cannot be downloaded by the package, so ``synthetic_world`` generates a
 region in which the satellite carries real information about the stations' future:
 
-* Cloud systems (elliptical blobs, radius ~0.4-1.0 deg, some elongated) are born, grow and decay
+* Cloud systems (elliptical blobs, radius ~0.25-0.7 deg, some elongated) are born, grow and decay
   while a slowly varying steering wind (20-50 km/h, direction drifting over days around a
   westerly mean) carries them across the region, so clouds enter the box from outside.
 * The satellite sees infrared brightness temperatures: clear sky shows the surface (seasonal and
@@ -44,7 +44,7 @@ CLOUD_COOLING_DAY_K = 5.0  # ... plus this much extra at local noon (shading of 
 DIURNAL_AMPLITUDE_K = 4.5  # clear-sky air temperature half-range, maximum at 15 h local
 SKIN_DIURNAL_AMPLITUDE_K = 7.0  # the land surface seen by the satellite swings more
 STEERING_SPEED_KMH = (20.0, 50.0)
-CLOUD_RADIUS_DEG = (0.4, 1.0)
+CLOUD_RADIUS_DEG = (0.25, 0.7)  # below the station spacing: clouds slip between stations
 CLOUD_TOP_K = (250.0, 212.0)  # thin cloud -> thick cloud
 UPPER_TROPOSPHERE_K = 236.0  # what a water-vapour channel sees in clear sky
 CLEAR_VISIBILITY_M = 30_000.0
@@ -64,7 +64,7 @@ STATION_VARIABLES = (
 
 _HOURS_PAD = 48  # hours of wind simulated before/after the period so cloud tracks are defined
 _SYSTEM_MARGIN_DEG = 8.0  # mid-life cloud positions are drawn this far around the box
-_SYSTEMS_PER_HOUR_PER_DEG2 = 6e-3  # cloud-system birth rate (tuned for ~30 % cover)
+_SYSTEMS_PER_HOUR_PER_DEG2 = 0.0126  # cloud-system birth rate (tuned for ~30 % cover)
 _CHUNK_HOURS = 6
 _DIRECTION_SD_DEG = 30.0  # day-to-day wander of the steering direction
 

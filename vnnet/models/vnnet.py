@@ -117,8 +117,10 @@ class VNNet(ForecastModel):
             raise ValueError("this VNNet has a vision branch but the batch carries no images")
         images = torch.rand_like(batch.images) if self.image_noise else batch.images
         fused = self.fusion(states, self.vision(images, batch.image_mask))
-        # The fusion ends in a LayerNorm (unit scale); the decoder's GRU states live in (-1, 1).
-        return torch.tanh(fused)
+        # The fusion ends in a LayerNorm, which discards each state's own scale and offset;
+        # averaging with the encoder state keeps that information on a residual path and
+        # keeps the decoder's GRU state within (-1, 1).
+        return 0.5 * (states + torch.tanh(fused))
 
     def forward(self, batch: Batch, teacher_forcing: float = 0.0) -> torch.Tensor:
         states = self.encode(batch)
