@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from vnnet.nn.adjacency import AdaptiveAdjacency, row_normalize
+from vnnet.nn.adjacency import AdaptiveAdjacency, static_support
 from vnnet.nn.graph_gru import GraphConvGRUCell
 
 __all__ = ["GCNDecoder", "teacher_forcing_probability"]
@@ -65,14 +65,7 @@ class GCNDecoder(nn.Module):
         if n_layers < 1:
             raise ValueError(f"n_layers: expected >= 1, got {n_layers}")
         self.n_nodes, self.out_dim, self.hidden, self.n_layers = n_nodes, out_dim, hidden, n_layers
-        if static_adjacency is not None:
-            static = row_normalize(static_adjacency)
-            if static.shape != (n_nodes, n_nodes):
-                raise ValueError(f"static_adjacency: expected {(n_nodes, n_nodes)}, "
-                                 f"got {tuple(static.shape)}")
-            self.register_buffer("static_adjacency", static)
-        else:
-            self.static_adjacency = None
+        self.register_buffer("static_adjacency", static_support(static_adjacency, n_nodes))
         self.adaptive = (AdaptiveAdjacency(n_nodes, embed_dim, time_aware=False)
                          if adaptive else None)
         n_supports = 1 + (static_adjacency is not None) + adaptive

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vnnet.nn.adjacency import AdaptiveAdjacency, DynamicAdjacency, row_normalize
+from vnnet.nn.adjacency import AdaptiveAdjacency, DynamicAdjacency, static_support
 from vnnet.nn.graph_gru import GraphConvGRUCell
 
 __all__ = ["NGCNEncoder"]
@@ -59,14 +59,7 @@ class NGCNEncoder(nn.Module):
             raise ValueError(f"n_layers: expected >= 1, got {n_layers}")
         self.n_nodes, self.in_dim, self.hidden, self.n_layers = n_nodes, in_dim, hidden, n_layers
         self.time_aware = adaptive and time_aware
-        if static_adjacency is not None:
-            static = row_normalize(static_adjacency)
-            if static.shape != (n_nodes, n_nodes):
-                raise ValueError(f"static_adjacency: expected {(n_nodes, n_nodes)}, "
-                                 f"got {tuple(static.shape)}")
-            self.register_buffer("static_adjacency", static)
-        else:
-            self.static_adjacency = None
+        self.register_buffer("static_adjacency", static_support(static_adjacency, n_nodes))
         self.adaptive = (AdaptiveAdjacency(n_nodes, embed_dim, time_aware=time_aware)
                          if adaptive else None)
         dims = [in_dim] + [hidden] * (n_layers - 1)

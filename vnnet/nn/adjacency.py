@@ -129,3 +129,14 @@ class DynamicAdjacency(nn.Module):
             raise ValueError(f"z: expected last dim {self.in_dim}, got {tuple(z.shape)}")
         scores = self.query(z) @ self.key(z).transpose(-1, -2) / math.sqrt(self.key_dim)
         return torch.softmax(scores, dim=-1)
+
+
+def static_support(adjacency: torch.Tensor | None, n_nodes: int) -> torch.Tensor | None:
+    """Row-normalised ``(n n)`` static graph (``A[i, j]`` = edge j -> i), or None if absent."""
+    if adjacency is None:
+        return None
+    static = row_normalize(adjacency)
+    if static.shape != (n_nodes, n_nodes):
+        raise ValueError(f"static_adjacency: expected {(n_nodes, n_nodes)}, "
+                         f"got {tuple(static.shape)}")
+    return static
