@@ -50,7 +50,6 @@ class VNNetCLI(LightningCLI):
             "trainer.gradient_clip_val": 1.0, "trainer.max_epochs": 100,
         })
 
-
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         super()._add_subcommands(parser, **kwargs)
         # vnnet prints its own compact lead-time table; Lightning's long one is opt-in.

@@ -22,7 +22,7 @@ from torch import nn
 
 from vnnet.data.batch import Batch
 from vnnet.data.scalers import StandardScaler
-from vnnet.metrics import ForecastErrors, masked_mae, masked_mean
+from vnnet.metrics import ForecastErrors, masked_mean
 from vnnet.models.base import ForecastModel
 from vnnet.models.decoder import teacher_forcing_probability
 
@@ -105,17 +105,17 @@ class Forecaster(L.LightningModule):
         target = batch.y
         if self.hparams.loss_units == "physical":
             pred, target = self.to_physical(pred), self.to_physical(target)
-        losses = []
-        for c in range(pred.shape[-1]):  # each target on its own scale, then averaged
-            p, t, m = pred[..., c], target[..., c], batch.y_mask[..., c]
-            if self.hparams.loss == "mae":
-                losses.append(masked_mae(p, t, m))
-            else:
-                diff = torch.where(m, p - t, torch.zeros_like(p))
-                per = diff.square() if self.hparams.loss == "mse" else nn.functional.huber_loss(
-                    diff, torch.zeros_like(diff), reduction="none")
-                losses.append(masked_mean(per, m))
-        return torch.stack(losses).mean()
+        mask = batch.y_mask
+        diff = torch.where(mask, pred - target, torch.zeros_like(pred))
+        if self.hparams.loss == "mae":
+            per = diff.abs()
+        elif self.hparams.loss == "mse":
+            per = diff.square()
+        else:
+            per = nn.functional.huber_loss(diff, torch.zeros_like(diff), reduction="none")
+        # Each target on its own scale, then averaged over targets.
+        return torch.stack([masked_mean(per[..., c], mask[..., c])
+                            for c in range(pred.shape[-1])]).mean()
 
     def teacher_forcing(self) -> float:
         if not self.hparams.scheduled_sampling:
@@ -129,7 +129,7 @@ class Forecaster(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
         # Train metrics score the training-mode forecasts (with scheduled sampling, dropout).
         self.train_errors.update(self.to_physical(pred.detach()), self.to_physical(batch.y),
-                                     batch.y_mask)
+                                 batch.y_mask)
         self.log("train/teacher_forcing", p, batch_size=batch.batch_size)
         return loss
 
