@@ -18,8 +18,11 @@ import lightning as L
 import numpy as np
 import torch
 import xarray as xr
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+from torchmetrics import MeanMetric
 
+from vnnet import __version__
 from vnnet.data.batch import Batch
 from vnnet.data.scalers import StandardScaler
 from vnnet.metrics import ForecastErrors, masked_mean
@@ -28,6 +31,62 @@ from vnnet.models.decoder import teacher_forcing_probability
 
 LossName = Literal["mae", "mse", "huber"]
 INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+
+
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint this version of vnnet cannot load; the message names both versions."""
+
+    def __init__(self, written: str | None, reason: str) -> None:
+        self.written = written
+        super().__init__(f"checkpoint written by vnnet {written or '(unknown version)'} cannot be "
+                         f"loaded by vnnet {__version__}: {reason}")
+
+
+def checkpoint_version_problem(written: str | None) -> str | None:
+    """Why a checkpoint written by vnnet ``written`` cannot be loaded here, or None.
+
+    Checkpoints are compatible within a major version; whether the structure still fits is
+    checked when the state dict is loaded.
+    """
+    if written is None:
+        return ("it records no 'vnnet_version' (written by a development build before "
+                "versions were recorded, or not by vnnet)")
+    try:
+        major = int(str(written).split(".")[0])
+    except ValueError:
+        return f"its 'vnnet_version' {written!r} is not a version number"
+    if major != int(__version__.split(".")[0]):
+        return (f"the major versions differ ({major} vs {__version__.split('.')[0]}); "
+                f"checkpoints load only within a major version")
+    return None
+
+
+def _state_dict_mismatch(own: dict[str, Any], loaded: dict[str, Any]) -> str:
+    """Which keys / shapes differ between the model's state dict and a loaded one."""
+
+    def first(keys: list[str]) -> str:
+        more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+        return f"{keys[:5]}{more}"
+
+    missing = [k for k in own if k not in loaded]
+    unexpected = [k for k in loaded if k not in own]
+    shapes = [f"{k} {tuple(loaded[k].shape)} (model: {tuple(own[k].shape)})" for k in own
+              if k in loaded and hasattr(loaded[k], "shape") and loaded[k].shape != own[k].shape]
+    parts = ([f"missing state-dict keys {first(missing)}"] if missing else []) + \
+        ([f"unexpected state-dict keys {first(unexpected)}"] if unexpected else []) + \
+        ([f"changed shapes {first(shapes)}"] if shapes else [])
+    return "; ".join(parts)
+
+
+def _peek_version(checkpoint_path: Any, weights_only: bool | None) -> tuple[bool, str | None]:
+    """(readable, the 'vnnet_version' of a checkpoint file), read as Lightning reads it."""
+    from lightning.fabric.utilities.cloud_io import _load
+
+    try:
+        checkpoint = _load(checkpoint_path, map_location="cpu", weights_only=weights_only)
+    except Exception:  # noqa: BLE001 - an unreadable file keeps its original error
+        return False, None
+    return True, checkpoint.get("vnnet_version") if isinstance(checkpoint, dict) else None
 
 
 class Forecaster(L.LightningModule):
@@ -41,6 +100,10 @@ class Forecaster(L.LightningModule):
         lr, eps, weight_decay: Adam settings. milestones, gamma: MultiStepLR per epoch.
         scheduled_sampling: feed the decoder ground truth with a decaying probability.
         cl_decay_steps: the decay constant c of the schedule.
+
+    A training batch whose loss is not finite is skipped (no optimizer step), warned about
+    and counted in ``skipped_batches`` (logged as ``train/skipped_batches``). Checkpoints
+    record ``vnnet_version``; one that cannot be loaded raises ``IncompatibleCheckpointError``.
     """
 
     def __init__(
@@ -84,6 +147,67 @@ class Forecaster(L.LightningModule):
         self.train_errors = ForecastErrors(spec.n_pred, spec.target_variables)
         self.val_errors = ForecastErrors(spec.n_pred, spec.target_variables)
         self.test_errors = ForecastErrors(spec.n_pred, spec.target_variables)
+        # Mean evaluation loss weighted by windows; torchmetrics sums it over DDP processes
+        # (Lightning's sync_dist mean truncates an odd total batch size; shares may differ).
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
+        #: Training batches skipped for a non-finite loss, over the whole run (all epochs).
+        self.skipped_batches = 0
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any
+                             ) -> Forecaster:
+        """``LightningModule.load_from_checkpoint``; a checkpoint of another vnnet version
+        whose model cannot be rebuilt raises ``IncompatibleCheckpointError`` naming both."""
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except IncompatibleCheckpointError:
+            raise
+        except Exception as err:
+            readable, written = _peek_version(checkpoint_path, kwargs.get("weights_only"))
+            if not readable or written == __version__:
+                raise
+            reason = (f"the model cannot be rebuilt from the checkpoint's hyper-parameters "
+                      f"({type(err).__name__}: {' '.join(str(err).split())})")
+            raise IncompatibleCheckpointError(written, reason) from err
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vnnet_version"] = __version__
+        checkpoint["vnnet_skipped_batches"] = self.skipped_batches
+        # Lightning does not checkpoint the random state; scheduled sampling (and dropout) draw
+        # from it, so a resumed fit needs it to continue exactly as an uninterrupted one.
+        checkpoint["vnnet_rng"] = {"torch": torch.get_rng_state(), "cuda": (
+            torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        written = checkpoint.get("vnnet_version")
+        problem = checkpoint_version_problem(written)
+        if problem is not None:
+            raise IncompatibleCheckpointError(written, problem)
+        self._loading_version = written  # read by load_state_dict, called next
+        self.skipped_batches = int(checkpoint.get("vnnet_skipped_batches", 0))
+        if self._trainer is not None and self._trainer.state.fn == "fit":  # resuming a fit
+            self._resume_rng = checkpoint.get("vnnet_rng")
+
+    def on_train_start(self) -> None:
+        rng = self.__dict__.pop("_resume_rng", None)
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False
+                        ) -> Any:
+        written = self.__dict__.pop("_loading_version", None)
+        if written is None:  # not loading a checkpoint
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        except RuntimeError as err:
+            reason = _state_dict_mismatch(self.state_dict(), state_dict) or str(err)
+            raise IncompatibleCheckpointError(
+                written, f"its state dict does not fit the model rebuilt from its "
+                f"hyper-parameters: {reason}") from err
 
     @property
     def spec(self):  # noqa: ANN201 - DataSpec, re-exported for convenience
@@ -122,10 +246,12 @@ class Forecaster(L.LightningModule):
             return 0.0
         return teacher_forcing_probability(self.global_step, self.hparams.cl_decay_steps)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         p = self.teacher_forcing()
         pred = self.model(batch, teacher_forcing=p)
         loss = self.compute_loss(pred, batch)
+        if not torch.isfinite(loss):
+            return self._skip_batch(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.batch_size)
         # Train metrics score the training-mode forecasts (with scheduled sampling, dropout).
         self.train_errors.update(self.to_physical(pred.detach()), self.to_physical(batch.y),
@@ -133,9 +259,26 @@ class Forecaster(L.LightningModule):
         self.log("train/teacher_forcing", p, batch_size=batch.batch_size)
         return loss
 
+    def _skip_batch(self, loss: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+        """A batch with a non-finite loss: counted, warned about, and not optimised on."""
+        self.skipped_batches += 1
+        rank_zero_warn(f"train batch {batch_idx} of epoch {self.current_epoch} gave a "
+                       f"non-finite loss ({loss.item()}); skipped it without an optimizer step "
+                       f"({self.skipped_batches} batch(es) skipped so far)",
+                       category=RuntimeWarning)
+        if self.trainer.world_size > 1:
+            # Lightning cannot skip a step on one rank only (returning None is refused): an
+            # exactly-zero gradient keeps the ranks in step (Adam's momentum still moves).
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
+        # With automatic optimisation, None skips backward: the gradients were zeroed (None)
+        # just before, so clipping sees none and the optimizer step leaves every weight as is.
+        return None
+
     def _evaluate(self, batch: Batch, split: str) -> None:
         pred = self.model(batch)
-        self.log(f"{split}/loss", self.compute_loss(pred, batch), batch_size=batch.batch_size)
+        loss = getattr(self, f"{split}_loss")
+        loss.update(self.compute_loss(pred, batch), weight=batch.batch_size)
+        self.log(f"{split}/loss", loss, batch_size=batch.batch_size)
         self.errors(split).update(self.to_physical(pred), self.to_physical(batch.y),
                                   batch.y_mask)
 
@@ -148,12 +291,17 @@ class Forecaster(L.LightningModule):
     def _log_metrics(self, split: str) -> dict[str, float]:
         values = self.errors(split).compute()
         self.errors(split).reset()
+        # compute() already summed the errors of all processes (torchmetrics), so every rank
+        # holds the global value; sync_dist averages these equal values (one all-reduce per
+        # key and epoch) and tells Lightning the logged value is the same on every rank.
         for key, value in values.items():
-            self.log(f"{split}/{key}", value, prog_bar=key == "mae", sync_dist=False)
+            self.log(f"{split}/{key}", value, prog_bar=key == "mae", sync_dist=True)
         return {f"{split}/{k}": float(v) for k, v in values.items()}
 
     def on_train_epoch_end(self) -> None:
         self._log_metrics("train")
+        self.log("train/skipped_batches", float(self.skipped_batches), sync_dist=True,
+                 reduce_fx="sum")
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
@@ -161,9 +309,9 @@ class Forecaster(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         metrics = self._log_metrics("test")
         self.test_results = metrics
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # collective under DDP
         if self.trainer.is_global_zero:
             print(format_metrics_table(metrics, self.spec.n_pred, "test"))
-            log_dir = self.trainer.log_dir or self.trainer.default_root_dir
             path = Path(log_dir) / "test_metrics.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             units = {v: self.spec.raw.get("units", {}).get(v) for v in self.spec.target_variables}
@@ -185,6 +333,27 @@ class Forecaster(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
                                                          "interval": "epoch"}}
 
+    def _check_satellite(self, satellite: xr.DataArray | None) -> None:
+        """Raise unless new images have the training images' channels, units and grid."""
+        trained = self.spec.raw.get("satellite")
+        if trained is None or satellite is None:
+            return
+        problems = []
+        channels = [str(c) for c in satellite.channel.values]
+        if channels != list(trained["channels"]):
+            problems.append(f"channels {channels} (trained on {trained['channels']})")
+        if satellite.attrs.get("units") != trained["units"]:
+            problems.append(f"units {satellite.attrs.get('units')!r} (trained on "
+                            f"{trained['units']!r})")
+        for axis in ("lat", "lon"):
+            new, old = satellite[axis].values, np.asarray(trained[axis], dtype=np.float64)
+            if new.shape != old.shape or not np.allclose(new, old, atol=1e-4):
+                problems.append(f"{axis} grid of {_grid_summary(new)} (trained on "
+                                f"{_grid_summary(old)})")
+        if problems:
+            raise ValueError("satellite: the images differ from those the model was trained on: "
+                             + "; ".join(problems) + "; regrid / select them to match")
+
     def predict_xarray(self, stations: xr.Dataset, satellite: xr.DataArray | None = None,
                        batch_size: int = 64) -> xr.Dataset:
         """Forecast every complete window of new station (+ satellite) data.
@@ -198,6 +367,7 @@ class Forecaster(L.LightningModule):
 
         dm = WeatherDataModule.for_inference(self.spec.raw, stations, satellite,
                                              batch_size=batch_size)
+        self._check_satellite(dm.satellite)
         dm.setup("predict")
         moved = ~(np.isclose(dm.stations.lat.values, self.spec.lat, atol=1e-5)
                   & np.isclose(dm.stations.lon.values, self.spec.lon, atol=1e-5))
@@ -215,6 +385,10 @@ class Forecaster(L.LightningModule):
         forecast = torch.cat(chunks).numpy() if chunks else np.zeros((0,))
         init_index = torch.cat(inits).numpy() if inits else np.zeros(0, dtype=np.int64)
         return forecasts_to_xarray(forecast, dm.times[init_index], self.spec.raw)
+
+
+def _grid_summary(values: np.ndarray) -> str:
+    return f"{len(values)} pixels {values[0]:.4f}..{values[-1]:.4f}" if len(values) else "empty"
 
 
 def format_metrics_table(metrics: dict[str, float], n_pred: int, split: str) -> str:

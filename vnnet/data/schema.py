@@ -25,6 +25,8 @@ import xarray as xr
 STATION_DIMS = ("time", "station")
 SATELLITE_DIMS = ("time", "channel", "lat", "lon")
 STATION_COORDS = ("lat", "lon", "elevation")
+#: Units a satellite cube may carry: brightness temperature, reflectance or radiance.
+SATELLITE_UNITS = ("K", "kelvin", "1", "%", "percent", "fraction", "W m-2 sr-1 um-1")
 
 
 @dataclass(frozen=True)
@@ -214,8 +216,12 @@ def validate_stations(ds: xr.Dataset) -> xr.Dataset:
     _require_dims(ds, STATION_DIMS, "stations")
     if not ds.data_vars:
         raise ValueError("stations: the dataset has no data variables")
-    time = check_time(ds.indexes["time"] if "time" in ds.indexes else pd.Index([]), "stations",
-                      regular=True)
+    if ds.sizes["station"] == 0:
+        raise ValueError("stations: the dataset has no stations (dimension 'station' has size 0)")
+    if "time" not in ds.indexes:
+        raise ValueError("stations: coordinate 'time' is missing; expected UTC datetimes on "
+                         "dimension 'time'")
+    time = check_time(ds.indexes["time"], "stations", regular=True)
     if "station" not in ds.coords:
         raise ValueError("stations: coordinate 'station' (station ids) is missing")
     ids = pd.Index([str(s) for s in ds.station.values], dtype=object)
@@ -271,8 +277,10 @@ def validate_satellite(da: xr.DataArray | xr.Dataset) -> xr.DataArray:
     Accepts a DataArray, or a Dataset with exactly one data variable. Requires dims
     ``(time, channel, lat, lon)`` (any order; transposed lazily), an increasing unique
     ``time``, a ``channel`` coordinate (added as 0..C-1 if absent), regular 1-D ``lat``
-    (ascending or descending) and ``lon`` (ascending) coordinates, and a ``units`` attribute.
-    Pixel values are not read, so lazy (memory-mapped, dask, zarr) cubes stay lazy.
+    (ascending or descending) and ``lon`` (ascending) coordinates, and a ``units`` attribute
+    from :data:`SATELLITE_UNITS`. Pixel values of lazy (memory-mapped, dask, zarr) cubes are
+    not read, so they stay lazy; in-memory cubes are checked for infinite values and for
+    being entirely NaN.
     """
     if isinstance(da, xr.Dataset):
         if len(da.data_vars) != 1:
@@ -291,6 +299,10 @@ def validate_satellite(da: xr.DataArray | xr.Dataset) -> xr.DataArray:
     if "units" not in da.attrs:
         raise ValueError("satellite: the image array has no 'units' attribute (expected 'K' for "
                          "brightness temperature or '1' for reflectance)")
+    if da.attrs["units"] not in SATELLITE_UNITS:
+        raise ValueError(f"satellite: unknown units {da.attrs['units']!r}; expected one of "
+                         f"{list(SATELLITE_UNITS)} (brightness temperature in K, reflectance as "
+                         f"'1' or '%', radiance); convert the values first")
     coords = {"time": time.values}
     for axis in ("lat", "lon"):
         if axis not in da.coords:
@@ -311,7 +323,26 @@ def validate_satellite(da: xr.DataArray | xr.Dataset) -> xr.DataArray:
     check_lat_lon(coords["lat"][1], coords["lon"][1], "satellite")
     if "channel" not in da.coords:
         coords["channel"] = np.arange(da.sizes["channel"])
+    if not is_lazy(da):
+        _check_frames(da)
     return da.assign_coords(coords)
+
+
+def _check_frames(da: xr.DataArray, block: int = 64) -> None:
+    """In-memory cubes: raise on infinite pixels or an entirely NaN cube (frame blocks, so no
+    cube-sized temporary is made)."""
+    data = np.asarray(da.data)
+    observed = False
+    for start in range(0, data.shape[0], block):
+        values = data[start:start + block]
+        if np.isinf(values).any():
+            frame = start + int(np.flatnonzero(np.isinf(values).any(axis=(1, 2, 3)))[0])
+            when = pd.Timestamp(da.time.values[frame])
+            raise ValueError(f"satellite: frame {frame} ({when}) contains infinite values; mark "
+                             f"missing pixels as NaN")
+        observed = observed or bool(np.isfinite(values).any())
+    if not observed:
+        raise ValueError("satellite: the image cube is entirely NaN (every frame missing)")
 
 
 def describe_stations(ds: xr.Dataset) -> str:

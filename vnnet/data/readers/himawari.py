@@ -31,6 +31,8 @@ _REGION_ALIASES = {"D60": "NE", "D96": "SW", "D139": "SE"}
 # Frames per dask block: dask reads whole blocks, so a 12-frame window should not pull in
 # much more than itself (about 13 float16 frames of 160 x 160 x 6 per block).
 _BLOCK_BYTES = 4 * 2**20
+#: The Himawari-8 AHI has 16 bands; more on the last axis means a channel-first cube.
+MAX_CHANNELS = 16
 
 
 def _box(region: str | None,
@@ -73,6 +75,20 @@ def pixel_centres(box: Sequence[float], height: int,
     return lat, lon
 
 
+def _check_layout(path: PathLike, shape: tuple[int, ...], region: str | None) -> None:
+    """Catch a cube stored channel-first, (time, channel, H, W), which would otherwise be read
+    as frames of ``channel`` x H pixels with W channels."""
+    _, height, width, n_channel = shape
+    hint = ("is it stored as (time, channel, H, W)? The layout must be (time, H, W, channel); "
+            "convert with np.moveaxis(cube, 1, -1)")
+    if n_channel > MAX_CHANNELS:
+        raise ValueError(f"{path}: shape {shape} has {n_channel} channels on its last axis, more "
+                         f"than the {MAX_CHANNELS} bands of the Himawari-8 imager; {hint}")
+    if region is not None and height != width:
+        raise ValueError(f"{path}: region {region!r} is a square box but the frames of shape "
+                         f"{shape} are {height} x {width} pixels; {hint}")
+
+
 def read_himawari(
     path: PathLike,
     *,
@@ -87,7 +103,9 @@ def read_himawari(
     of the file, in the file's dtype (float16 stays float16): hourly UTC times from ``start``,
     pixel-centre ``lat`` (descending) and ``lon`` (ascending) over the box given by exactly one
     of ``region`` (a key of :data:`REGION_BOXES`) or ``bbox`` = (lat_min, lat_max, lon_min,
-    lon_max), ``channel`` = 0..C-1 or the names in ``channels``, units "K".
+    lon_max), ``channel`` = 0..C-1 or the names in ``channels``, units "K". A cube that looks
+    channel-first (more than :data:`MAX_CHANNELS` channels, or non-square frames for a square
+    region preset) raises ``ValueError``.
     """
     box = _box(region, bbox)
     source = LazyNpy(path)
@@ -95,6 +113,7 @@ def read_himawari(
         raise ValueError(f"{path}: expected a 4-d array (time, H, W, channel), got shape "
                          f"{source.shape}")
     n_time, height, width, n_channel = source.shape
+    _check_layout(path, source.shape, region)
     if channels is None:
         channel = np.arange(n_channel)
     else:
