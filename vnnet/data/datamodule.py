@@ -7,7 +7,8 @@ its own frames, so memory does not grow with the archive length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from vnnet.data.batch import collate_windows
 from vnnet.data.coregistration import PixelMap, station_pixels
@@ -46,8 +47,11 @@ from vnnet.graphs import StationGraph, distance_graph
 def load_stations(source: xr.Dataset | str | Path, lonlat: str | Path | None = None
                   ) -> xr.Dataset:
     """A station dataset from an xarray object or a path (.nc, .zarr, Weather2K .npy)."""
-    if isinstance(source, xr.Dataset):
-        return validate_stations(source)
+    if isinstance(source, xr.Dataset | xr.DataArray):
+        return validate_stations(source)  # a DataArray gets the validator's message
+    if not isinstance(source, str | Path):
+        raise ValueError(f"stations: expected an xarray.Dataset or a path, got "
+                         f"{type(source).__name__}")
     path = Path(source)
     if path.suffix == ".npy":
         if lonlat is not None:
@@ -61,6 +65,9 @@ def load_satellite(source: xr.DataArray | xr.Dataset | str | Path, region: str |
     """A satellite cube from an xarray object or a path (.nc, .zarr, Himawari .npy)."""
     if isinstance(source, xr.DataArray | xr.Dataset):
         return validate_satellite(source)
+    if not isinstance(source, str | Path):
+        raise ValueError(f"satellite: expected an xarray.DataArray or a path, got "
+                         f"{type(source).__name__}")
     path = Path(source)
     if path.suffix == ".npy":
         return read_himawari(path, region=region, bbox=None if bbox is None else tuple(bbox))
@@ -139,6 +146,61 @@ class WindowDataset(Dataset):
         return images, present
 
 
+class WindowSampler(DistributedSampler):
+    """The windows one process reads in an epoch: shuffled from ``seed + epoch`` (or in order),
+    strided over the ``num_replicas`` processes of a distributed run, from position ``start``.
+
+    A ``DistributedSampler``, so Lightning keeps it under DDP instead of substituting its own.
+    Training pads to equal shares (``pad``), as DistributedSampler does; evaluation does not,
+    so no window is counted twice in the summed metrics.
+    """
+
+    def __init__(self, dataset: Dataset, shuffle: bool, seed: int, num_replicas: int = 1,
+                 rank: int = 0, pad: bool = True) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                         seed=seed)
+        self.pad = pad
+        if not pad:
+            self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.start = 0  # windows of this epoch already read (set when resuming mid-epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+                 .tolist() if self.shuffle else list(range(n)))
+        if self.pad and n:
+            order = (order * -(-self.total_size // n))[:self.total_size]
+        start, self.start = self.start, 0
+        return iter(order[self.rank::self.num_replicas][start:])
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader whose epoch and position Lightning saves in every checkpoint
+    (``state_dict`` / ``load_state_dict``): a fit resumed from a mid-epoch checkpoint reads the
+    rest of that epoch in the order the uninterrupted run would (needs a ``WindowSampler``)."""
+
+    _delivered = 0  # batches delivered in the current epoch
+    _resume: dict[str, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: runs at the first batch, after Lightning has set the sampler's epoch.
+        resume, self._resume = self._resume, None
+        self._delivered = 0
+        if resume is not None and resume["epoch"] == self.sampler.epoch:
+            self._delivered = resume["batches"]
+            self.sampler.start = self._delivered * self.batch_size
+        for batch in super().__iter__():
+            self._delivered += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.sampler.epoch), "batches": int(self._delivered)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = dict(state)
+        self.sampler.set_epoch(state["epoch"])
+
+
 class WeatherDataModule(L.LightningDataModule):
     """Forecast windows from station observations and, optionally, satellite images.
 
@@ -194,7 +256,8 @@ class WeatherDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         window_starts(slice(0, 0), n_his, n_pred, stride)  # validates the three sizes
-        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0),
+                                 ("eval_batch_size", eval_batch_size or 1, 1)):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if predict_split not in (*SPLITS, "all"):
@@ -233,6 +296,11 @@ class WeatherDataModule(L.LightningDataModule):
         self.fixed_station_scaler = station_scaler
         self.mask_zeros = mask_zeros
         self.graph_options = dict(graph or {})
+        options = [p for p in inspect.signature(distance_graph).parameters
+                   if p not in ("lat", "lon", "station_ids")]
+        unknown = sorted(set(self.graph_options) - set(options))
+        if unknown:
+            raise ValueError(f"graph: unknown option(s) {unknown}; expected some of {options}")
         self.predict_split = predict_split
         self.seed = seed
         self._arrays: dict[str, np.ndarray] | None = None
@@ -254,6 +322,10 @@ class WeatherDataModule(L.LightningDataModule):
             if missing:
                 raise ValueError(f"station_ids: unknown stations {missing[:5]}")
             stations = stations.sel(station=list(self.requested_station_ids))
+        if stations.sizes["time"] < self.n_his + self.n_pred:
+            raise ValueError(f"stations: {stations.sizes['time']} time step(s) hold no complete "
+                             f"window of n_his + n_pred = {self.n_his}+{self.n_pred} steps; "
+                             f"lengthen the data or shorten the window")
         return stations, satellite
 
     @property
@@ -371,7 +443,14 @@ class WeatherDataModule(L.LightningDataModule):
             return scaler
         train_frames = self.frame_of_time[self.split_slices["train"]]
         frames = np.unique(train_frames[train_frames >= 0])
-        return MinMaxScaler().fit(FrameReader(self.satellite), frames, progress=True)
+        try:
+            return MinMaxScaler().fit(FrameReader(self.satellite), frames, progress=True)
+        except ValueError as err:  # lazy cubes: values are first read here
+            if not frames.size:
+                raise
+            raise ValueError(f"satellite: the image scaler cannot be fitted on the {frames.size} "
+                             f"training frames: {err} (a channel is all NaN there, or has "
+                             f"infinite pixels; mark missing pixels as NaN)") from err
 
     def _station_arrays(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
@@ -428,12 +507,16 @@ class WeatherDataModule(L.LightningDataModule):
                              frames, self.frame_of_time, self.image_scaler)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            self.dataset(split), batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle, generator=generator, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
-            collate_fn=collate_windows,
+        # Under DDP each process reads its share; training order depends on seed and epoch
+        # only, and the training loader's position is checkpointed (mid-epoch resume).
+        trainer, dataset = self.trainer, self.dataset(split)
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        sampler = WindowSampler(dataset, shuffle, self.seed, replicas, rank, pad=shuffle)
+        return (ResumableLoader if shuffle else DataLoader)(
+            dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            sampler=sampler, generator=torch.Generator().manual_seed(self.seed),
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory, collate_fn=collate_windows,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -447,6 +530,24 @@ class WeatherDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_split, shuffle=False)
+
+    @cached_property
+    def climatology(self) -> np.ndarray:
+        """(c n 24) float32 mean scaled target per station and UTC hour of day, training split.
+
+        Only observed targets count (``y_mask``). A station-hour never observed in training
+        falls back to the station's training mean, a station never observed to 0 (the
+        variable's training mean in scaled units). Used by ``vnnet.models.Climatology``.
+        """
+        arrays, train = self._station_arrays(), self.split_slices["train"]
+        mask = arrays["y_mask"][train]  # (time station target)
+        values = np.where(mask, arrays["y"][train], 0.0).astype(np.float64)
+        hours = np.asarray(self.times.hour)[train]
+        total = np.stack([values[hours == h].sum(axis=0) for h in range(24)], axis=-1)
+        count = np.stack([mask[hours == h].sum(axis=0) for h in range(24)], axis=-1)
+        station = total.sum(-1) / np.maximum(count.sum(-1), 1)  # (n c); 0 if never observed
+        clim = np.where(count > 0, total / np.maximum(count, 1), station[..., None])
+        return clim.transpose(1, 0, 2).astype(np.float32)  # (n c 24) -> (c n 24)
 
     def description(self) -> dict[str, Any]:
         """What a checkpoint needs to rebuild inputs and outputs without this datamodule."""
@@ -462,6 +563,7 @@ class WeatherDataModule(L.LightningDataModule):
             "station_scaler": self.station_scaler.to_dict(),
             "graph": self.graph.provenance,
             "mask_zeros": self.mask_zeros,
+            "climatology": self.climatology.tolist(),
         }
         if self.satellite is not None:
             sat = self.satellite
