@@ -9,5 +9,7 @@ from vnnet.nn.attention import MultiScaleChannelSpatial as MultiScaleChannelSpat
 from vnnet.nn.attention import positional_encoding_2d as positional_encoding_2d
 from vnnet.nn.convlstm import ConvLSTM as ConvLSTM
 from vnnet.nn.convlstm import ConvLSTMCell as ConvLSTMCell
+from vnnet.nn.degcn import DEGCNEncoder as DEGCNEncoder
 from vnnet.nn.graph_gru import GraphConv as GraphConv
 from vnnet.nn.graph_gru import GraphConvGRUCell as GraphConvGRUCell
+from vnnet.nn.r2plus1d import MLVFEM as MLVFEM
