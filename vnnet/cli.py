@@ -5,7 +5,9 @@ metrics table; ``vnnet predict`` writes netCDF forecasts. The datamodule's descr
 (stations, variables, scalers, graph, image grid) is linked into the model's ``data``
 argument, so the YAML holds only what a user chooses.
 ``vnnet data synthetic --out DIR`` writes the synthetic world (stations.nc, satellite.nc);
-``vnnet data describe PATH`` summarises a station or satellite file.
+``vnnet data describe PATH`` summarises a station or satellite file;
+``vnnet reproduce --grid GRID.yaml --out DIR`` runs a grid of trainings into the paper's tables
+(``vnnet.reproduce``).
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ class VNNetCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.config[self.subcommand].get("test_after_fit", False) and \
                 not self.trainer.fast_dev_run:
-            ckpt = "best" if self.trainer.checkpoint_callback and \
-                self.trainer.checkpoint_callback.best_model_path else None
+            # The val/mae checkpoint, not trainer.checkpoint_callback: that is the first of
+            # several (e.g. a --trainer.callbacks ModelCheckpoint for mid-epoch snapshots).
+            best = self.config_init[self.subcommand].get("checkpoint")
+            ckpt = best.best_model_path if best is not None and best.best_model_path else None
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt,
                               verbose=False)
 
@@ -101,6 +105,35 @@ def _run_data(cfg: Namespace) -> None:
                   f"{sat.time.values[0]} .. {sat.time.values[-1]}")
 
 
+def _reproduce_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="vnnet reproduce", description="Run a grid of regions x "
+                            "targets x models x seeds (finished cells are skipped) and write "
+                            "results.csv and table.md in the paper's layout.")
+    parser.add_argument("--grid", type=str, required=True, help="grid YAML, e.g. "
+                        "configs/grids/synthetic.yaml")
+    parser.add_argument("--out", type=str, required=True, help="output directory")
+    parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
+    return parser
+
+
+def _run_reproduce(argv: list[str]) -> None:
+    from vnnet.reproduce import load_grid, run_grid
+
+    parser = _reproduce_parser()
+    cfg = parser.parse_args(argv)
+    try:
+        grid = load_grid(cfg.grid)
+        run_grid(grid, cfg.out, make_cli=lambda args: VNNetCLI(
+            Forecaster, WeatherDataModule, run=False, args=args,
+            save_config_kwargs={"overwrite": True}), progress=cfg.progress)
+    except (ValueError, FileNotFoundError) as err:
+        if os.environ.get("VNNET_DEBUG"):
+            raise
+        parser.error(str(err))
+    print((Path(cfg.out) / "table.md").read_text())
+    print(f"wrote {Path(cfg.out) / 'results.csv'} and {Path(cfg.out) / 'table.md'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``vnnet`` console script."""
     cli_args = None if argv is None else list(argv)  # None: LightningCLI reads sys.argv
@@ -114,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, FileNotFoundError) as err:
             parser.error(str(err))
         return
+    if argv and argv[0] == "reproduce":
+        _run_reproduce(argv[1:])
+        return
     try:
         VNNetCLI(Forecaster, WeatherDataModule, seed_everything_default=2023, args=cli_args,
                  save_config_kwargs={"overwrite": True},
@@ -122,6 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("VNNET_DEBUG"):
             raise
+        # Errors raised while the data is described for the model come wrapped by
+        # jsonargparse ("Call to compute_fn of link ... failed: ..."): show the cause.
+        cause = err.__cause__
+        if str(err).startswith("Call to compute_fn") and isinstance(cause, ValueError | OSError):
+            err = cause
         sys.exit(f"vnnet: error: {err}")
 
 
