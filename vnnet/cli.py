@@ -7,7 +7,8 @@ argument, so the YAML holds only what a user chooses.
 ``vnnet data synthetic --out DIR`` writes the synthetic world (stations.nc, satellite.nc);
 ``vnnet data describe PATH`` summarises a station or satellite file;
 ``vnnet reproduce --grid GRID.yaml --out DIR`` runs a grid of trainings into the paper's tables
-(``vnnet.reproduce``).
+(``vnnet.reproduce``); ``vnnet plot lead|map|frame ... --out FIG.png`` draws figures
+(``vnnet.cli_plot``).
 """
 
 from __future__ import annotations
@@ -149,6 +150,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv and argv[0] == "reproduce":
         _run_reproduce(argv[1:])
+        return
+    if argv and argv[0] == "plot":
+        from vnnet.cli_plot import plot_parser, run_plot
+
+        parser = plot_parser()
+        cfg = parser.parse_args(argv[1:])
+        try:
+            print(f"wrote {run_plot(cfg)}")
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
         return
     try:
         VNNetCLI(Forecaster, WeatherDataModule, seed_everything_default=2023, args=cli_args,
