@@ -10,6 +10,7 @@ which is saved with the checkpoint: ``Forecaster.load_from_checkpoint(path)`` ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -100,6 +101,13 @@ class Forecaster(L.LightningModule):
         lr, eps, weight_decay: Adam settings. milestones, gamma: MultiStepLR per epoch.
         scheduled_sampling: feed the decoder ground truth with a decaying probability.
         cl_decay_steps: the decay constant c of the schedule.
+        channels_last: lay each batch's images out channels-last per frame (memory
+            ``(b t H W c)``), the layout convolution kernels prefer on GPUs (Tensor Cores)
+            and on CPU (oneDNN); the values and results are the same. See
+            ``configs/gpu_example.yaml``.
+        compile: ``torch.compile`` the model (``nn.Module.compile``: the state-dict keys and
+            checkpoints stay the same). Pays off on GPUs; on CPU the compilation itself takes
+            minutes. Mixed precision is a Trainer setting (``precision: bf16-mixed``).
 
     A training batch whose loss is not finite is skipped (no optimizer step), warned about
     and counted in ``skipped_batches`` (logged as ``train/skipped_batches``). Checkpoints
@@ -118,6 +126,8 @@ class Forecaster(L.LightningModule):
         gamma: float = 0.5,
         scheduled_sampling: bool = True,
         cl_decay_steps: int = 2000,
+        channels_last: bool = False,
+        compile: bool = False,  # noqa: A002 - the torch name, as a config key
     ) -> None:
         super().__init__()
         if not isinstance(model, ForecastModel):
@@ -137,6 +147,8 @@ class Forecaster(L.LightningModule):
         self.hparams["model"] = model.config()
         self.hparams["_instantiator"] = INSTANTIATOR
         self.milestones = [10, 20, 30, 40, 50] if milestones is None else list(milestones)
+        if compile:
+            model.compile()  # lazy: compiles at the first call
 
         spec = model.spec
         scaler = StandardScaler.from_dict(spec.raw["station_scaler"])
@@ -149,8 +161,7 @@ class Forecaster(L.LightningModule):
         self.test_errors = ForecastErrors(spec.n_pred, spec.target_variables)
         # Mean evaluation loss weighted by windows; torchmetrics sums it over DDP processes
         # (Lightning's sync_dist mean truncates an odd total batch size; shares may differ).
-        self.val_loss = MeanMetric(nan_strategy="disable")
-        self.test_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         #: Training batches skipped for a non-finite loss, over the whole run (all epochs).
         self.skipped_batches = 0
 
@@ -220,6 +231,17 @@ class Forecaster(L.LightningModule):
     def to_physical(self, scaled: torch.Tensor) -> torch.Tensor:
         """(... c) scaled target values to physical units."""
         return scaled * self.target_std + self.target_mean
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.hparams.get("channels_last") and isinstance(batch, Batch) \
+                and batch.images is not None and batch.images.dim() == 5:
+            # (b t c H W) with c innermost: each frame (b*t c H W) is channels_last and the
+            # (b c t H W) transpose is channels_last_3d, one copy for both kinds of encoder
+            # (none for the datamodule's batches, which come in this layout).
+            hwc = batch.images.permute(0, 1, 3, 4, 2)
+            if not hwc.is_contiguous():
+                batch = dataclasses.replace(batch, images=hwc.contiguous().permute(0, 1, 4, 2, 3))
+        return batch
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """(b h n c) forecast in physical units (free-running)."""
@@ -379,7 +401,7 @@ class Forecaster(L.LightningModule):
         chunks, inits = [], []
         with torch.no_grad():
             for batch in dm.predict_dataloader():
-                batch = batch.to(self.device)
+                batch = self.on_after_batch_transfer(batch.to(self.device), 0)
                 chunks.append(self(batch).cpu())
                 inits.append(batch.init_time.cpu())
         forecast = torch.cat(chunks).numpy() if chunks else np.zeros((0,))

@@ -8,6 +8,7 @@ its own frames, so memory does not grow with the archive length.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from vnnet.data.batch import collate_windows
+from vnnet.data.batch import Batch, collate_windows
 from vnnet.data.coregistration import PixelMap, station_pixels
 from vnnet.data.readers import (
     open_satellite,
@@ -30,6 +31,7 @@ from vnnet.data.readers import (
     read_vnnet_region,
     read_weather2k,
 )
+from vnnet.data.readers.files import LazyNpy
 from vnnet.data.scalers import MinMaxScaler, StandardScaler
 from vnnet.data.schema import check_values, validate_satellite, validate_stations
 from vnnet.data.synthetic import synthetic_world
@@ -87,10 +89,33 @@ def align_frames(station_times: pd.DatetimeIndex, frame_times: pd.DatetimeIndex,
 
 
 class FrameReader:
-    """Reads frames of a lazy (time, channel, lat, lon) cube by integer index."""
+    """Reads frames of a lazy (time, channel, lat, lon) cube by integer index.
 
-    def __init__(self, satellite: xr.DataArray) -> None:
+    ``source``: optionally the same cube as a ``(time, lat, lon, channel)`` ``.npy`` (a Himawari
+    file, as :func:`read_himawari` maps it), which :meth:`read` then reads directly rather
+    than through xarray and dask: a window's frames cost a memory copy, not a dask graph.
+    """
+
+    def __init__(self, satellite: xr.DataArray, source: LazyNpy | None = None) -> None:
         self.data = satellite
+        t, c, height, width = satellite.shape
+        self.source = source if source is not None \
+            and tuple(source.shape) == (t, height, width, c) else None
+
+    def read(self, idx: np.ndarray) -> np.ndarray:
+        """(n, H, W, c) frames ``idx`` (channels last, the cube's own dtype; may be a view)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size == 0:
+            return np.zeros((0, *self.data.shape[2:], self.data.shape[1]), dtype=np.float32)
+        lo, hi = int(idx.min()), int(idx.max()) + 1
+        if self.source is not None:
+            block = self.source[lo:hi]
+        else:
+            with dask.config.set(scheduler="synchronous"):
+                block = np.moveaxis(np.asarray(self.data.isel(time=slice(lo, hi)).values), 1, -1)
+        if hi - lo == idx.size and (idx == np.arange(lo, hi)).all():
+            return block  # consecutive frames, the usual window
+        return block[idx - lo]
 
     def __getitem__(self, idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64)
@@ -121,7 +146,7 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    def __getitem__(self, i: int, images: np.ndarray | None = None) -> dict[str, np.ndarray]:
         s = int(self.starts[i])
         inp, out = slice(s, s + self.n_his), slice(s + self.n_his, s + self.n_his + self.n_pred)
         a = self.arrays
@@ -132,18 +157,88 @@ class WindowDataset(Dataset):
             "time_pred": a["cyclic"][out], "init_time": np.int64(s + self.n_his - 1),
         }
         if self.frames is not None:
-            sample["images"], sample["image_mask"] = self.read_images(self.frame_of_time[inp])
+            sample["images"], sample["image_mask"] = self.read_images(self.frame_of_time[inp],
+                                                                      images)
         return sample
 
-    def read_images(self, frame_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(t c H W) scaled frames with NaN -> 0, and (t,) True where a frame is present."""
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        """The windows ``indices`` (a DataLoader batch). Their frames are written straight into
+        one (b t H W c) array, which :func:`collate_channels_last` hands on without a copy."""
+        if self.frames is None:
+            return [self[i] for i in indices]
+        c, height, width = self.frames.data.shape[1:]
+        shape = (len(indices), self.n_his, height, width, c)
+        if torch.utils.data.get_worker_info() is not None:
+            # In a worker process: straight into shared memory, as torch's default_collate
+            # does, so that handing the batch to the main process copies nothing.
+            buffer = torch.empty(0)
+            storage = buffer._typed_storage()._new_shared(math.prod(shape), device=buffer.device)
+            buffer = buffer.new(storage).view(shape)
+        else:  # numpy's allocation: malloc reuses freed blocks, no fresh pages to fault in
+            buffer = torch.from_numpy(np.empty(shape, dtype=np.float32))
+        frames = buffer.numpy()
+        samples = [self.__getitem__(i, frames[k]) for k, i in enumerate(indices)]
+        for sample in samples:
+            sample["batch_images"] = buffer
+        return samples
+
+    def read_images(self, frame_ids: np.ndarray, out: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """(t c H W) scaled frames with NaN -> 0, and (t,) True where a frame is present.
+
+        The frames are a (t c H W) view of a (t H W c) float32 array (channels last, the layout
+        the image encoders convolve fastest; :func:`collate_channels_last` keeps it), ``out``
+        if given, scaled in place: a few passes over the window's pixels.
+        """
         present = frame_ids >= 0
-        images = np.zeros((len(frame_ids), *self.frames.data.shape[1:]), dtype=np.float32)
-        raw = self.frames[frame_ids[present]]
-        observed = np.isfinite(raw)
-        images[present] = np.where(observed, self.image_scaler.transform(raw), 0.0)
-        present[present] = observed.any(axis=(1, 2, 3))  # an all-NaN frame is a missing frame
-        return images, present
+        c, height, width = self.frames.data.shape[1:]
+        images = np.empty((len(frame_ids), height, width, c), dtype=np.float32) if out is None \
+            else out
+        idx = np.flatnonzero(present)
+        if idx.size < len(frame_ids):
+            images[~present] = 0.0
+        if idx.size:
+            if not hasattr(self, "_image_stats"):  # (x - min) / (max - min) in float32, with
+                low, high = self.image_scaler.min, self.image_scaler.max  # the per-channel
+                self._image_stats = (np.tile(low.astype(np.float32), width),  # stats tiled
+                                     np.tile((high - low).astype(np.float32), width))  # by row
+            low, span = self._image_stats
+            out = images if idx.size == len(frame_ids) else np.empty((idx.size, height, width, c),
+                                                                     dtype=np.float32)
+            raw = self.frames.read(frame_ids[idx])
+            if raw.dtype == np.float16:  # numpy converts half floats slowly, torch does not
+                torch.from_numpy(out).copy_(torch.from_numpy(raw))
+            else:
+                np.copyto(out, raw, casting="unsafe")
+            rows = out.reshape(-1, width * c)  # pixel rows: long inner loops for the ufuncs
+            np.subtract(rows, low, out=rows)
+            np.divide(rows, span, out=rows)
+            finite = np.isfinite(out)
+            if not finite.all():
+                out[~finite] = 0.0
+                present[idx] = finite.reshape(idx.size, -1).any(axis=1)  # all-NaN: missing
+            if out is not images:
+                images[idx] = out
+        return images.transpose(0, 3, 1, 2), present
+
+
+def collate_channels_last(samples: Sequence[dict[str, np.ndarray]]) -> Batch:
+    """``collate_windows``, with the images as a (b t c H W) view of a (b t H W c) array:
+    channels-last frames, without a transposing copy. Windows read together by
+    :meth:`WindowDataset.__getitems__` already share that array ("batch_images"); others are
+    stacked into one."""
+    if samples[0].get("images") is None:
+        return collate_windows(samples)
+    batch = collate_windows([{k: v for k, v in s.items() if k != "images"} for s in samples])
+    shared = samples[0].get("batch_images")  # a (b t H W c) tensor
+    if shared is not None and len(shared) == len(samples) \
+            and all(s.get("batch_images") is shared for s in samples):
+        stacked = shared
+    else:
+        stacked = torch.from_numpy(np.stack([s["images"].transpose(0, 2, 3, 1)
+                                             for s in samples]))
+    batch.images = stacked.permute(0, 1, 4, 2, 3)
+    return batch
 
 
 class WindowSampler(DistributedSampler):
@@ -222,6 +317,8 @@ class WeatherDataModule(L.LightningDataModule):
         station_scaler: fixed station scaler statistics (``StandardScaler.to_dict()``) instead
             of fitting on the training split (used to run a trained model on new data).
         mask_zeros: also mask exact-zero targets (the official VN-Net code's compatibility mode).
+        pin_memory: page-locked batches for faster host-to-GPU copies; None (default): on when
+            CUDA is available.
         graph: options of ``vnnet.graphs.distance_graph``.
     """
 
@@ -238,7 +335,7 @@ class WeatherDataModule(L.LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         station_ids: list[str] | None = None,
         stations_lonlat: str | None = None,
         satellite_region: str | None = None,
@@ -288,7 +385,8 @@ class WeatherDataModule(L.LightningDataModule):
         self.split = split
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)
-        self.num_workers, self.pin_memory = int(num_workers), pin_memory
+        self.num_workers = int(num_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.requested_station_ids = station_ids
         self.use_satellite = use_satellite
         self.min_image_coverage = min_image_coverage
@@ -502,7 +600,11 @@ class WeatherDataModule(L.LightningDataModule):
                                  f"{self.n_pred} hours; lengthen the data or change split")
 
     def dataset(self, split: str) -> WindowDataset:
-        frames = None if self.satellite is None else FrameReader(self.satellite)
+        frames = None
+        if self.satellite is not None:
+            path = self._sources["satellite"]
+            npy = isinstance(path, str | Path) and Path(path).suffix == ".npy"
+            frames = FrameReader(self.satellite, LazyNpy(path) if npy else None)
         return WindowDataset(self.windows(split), self.n_his, self.n_pred, self._station_arrays(),
                              frames, self.frame_of_time, self.image_scaler)
 
@@ -516,7 +618,7 @@ class WeatherDataModule(L.LightningDataModule):
             dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
             sampler=sampler, generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory, collate_fn=collate_windows,
+            pin_memory=self.pin_memory, collate_fn=collate_channels_last,
         )
 
     def train_dataloader(self) -> DataLoader:
