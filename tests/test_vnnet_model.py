@@ -139,3 +139,37 @@ def test_library_made_checkpoint_rebuilds_the_model(dm, batch, tmp_path):
     forecaster.eval()
     loaded.eval()
     torch.testing.assert_close(loaded(batch), forecaster(batch))
+
+
+def test_decoder_context_feeds_the_fused_state_to_every_step(dm, batch):
+    torch.manual_seed(0)
+    plain = small_vnnet(dm)
+    context = small_vnnet(dm, decoder_context=True)
+    n_cal = plain.decoder.n_step_features
+    assert context.decoder.n_step_features == n_cal + 16  # calendar + hidden
+    out = context(batch)
+    assert out.shape == (4, 4, 6, 2)
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in context.parameters())
+
+
+def test_gated_fusion_starts_as_nnet_and_learns_the_gate(dm, batch):
+    torch.manual_seed(0)
+    model = VNNet(dm.description(), hidden=16, decoder_context=True,
+                  vision=VisionOptions(stem_channels=8, n_queries=4, gated=True))
+    states, _ = model.encoder(
+        torch.cat([batch.x, batch.x_mask.float(),
+                   model.static_features.expand(*batch.x.shape[:3], -1)], -1),
+        batch.time_index)
+    torch.testing.assert_close(model.encode(batch), states)  # gate 0: exactly N-Net's states
+    model(batch).square().mean().backward()
+    assert model.fusion_gate.grad.abs().sum() > 0  # ... and the gate receives a gradient
+
+
+def test_stem_without_norm_keeps_absolute_brightness(dm, batch):
+    model = VNNet(dm.description(), hidden=16,
+                  vision=VisionOptions(stem_channels=8, n_queries=4, stem_norm=False))
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in model.vision.stem.modules())
+    brighter = type(batch)(**{**batch.__dict__, "images": batch.images + 0.2})
+    model.eval()
+    assert not torch.allclose(model(batch), model(brighter))

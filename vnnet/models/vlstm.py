@@ -10,6 +10,15 @@ with a vision LSTM followed by a multi-scale channel-spatial module (MSCSM). Her
 2. a ConvLSTM runs over the frames on that grid; missing frames leave its state unchanged;
 3. MSCSM refines the final hidden state.
 
+Shared frames (``shared_frames=True``): windows that overlap in time carry the same frames (a
+batch of consecutive hourly windows of 12 hours holds only b + 11 distinct frames among its
+12 b). Such frames are found by content (exact equality), the stem runs once per distinct
+frame and so does the input part of the ConvLSTM's gate convolution (its split gates);
+the ConvLSTM itself still runs per window. Identical inputs give identical outputs, so this
+changes nothing but the cost (gradients of the shared stem are summed over the windows, as
+in the plain path); it is skipped when the images require gradients or no frame repeats.
+``tests/test_performance_equivalence.py`` checks outputs and gradients against the plain path.
+
 Layouts: b batch, t input hours, c image channels, H x W pixels, d hidden, Hf x Wf feature grid.
 """
 
@@ -24,7 +33,30 @@ from torch import nn
 from vnnet.nn.attention import MultiScaleChannelSpatial
 from vnnet.nn.convlstm import ConvLSTM
 
-__all__ = ["VLSTM"]
+__all__ = ["VLSTM", "distinct_frames"]
+
+
+def distinct_frames(images: torch.Tensor, probes: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct frames of a (b t c H W) batch and where each frame is among them.
+
+    Frames are grouped by a few probe pixels, then each is compared exactly with its group's
+    first frame; a frame that differs stays on its own. Returns ``(index (b t) int64,
+    first (U,) int64)``: frame ``(i, s)`` equals flat frame ``first[index[i, s]]`` of
+    ``images.flatten(0, 1)``, exactly.
+    """
+    b, t = images.shape[:2]
+    flat = images.detach().flatten(0, 1).flatten(1)  # (b*t, c*H*W)
+    n, size = flat.shape
+    step = max(size // probes, 1)
+    _, group = torch.unique(flat[:, ::step], dim=0, return_inverse=True)
+    order = torch.arange(n, device=images.device)
+    first = torch.full((int(group.max()) + 1,), n, dtype=torch.long, device=images.device)
+    rep = first.scatter_reduce(0, group, order, reduce="amin")[group]  # (n,) group's first frame
+    dup = (rep != order).nonzero().squeeze(1)  # frames that would be replaced: check them
+    differ = dup[~(flat[dup] == flat[rep[dup]]).all(dim=1)]
+    rep[differ] = differ
+    first, index = torch.unique(rep, return_inverse=True)
+    return index.view(b, t), first
 
 
 class VLSTM(nn.Module):
@@ -42,11 +74,25 @@ class VLSTM(nn.Module):
         downsample: total stride of the stem; a power of two dividing H and W (1 = no
             downsampling, a single stride-1 conv).
         scales: MSCSM pooling scales.
+        stem_norm: GroupNorm after each stem conv. Off keeps each frame's absolute brightness
+            (a cold cloud top stays cold whatever else the frame shows); the frames are
+            already min-max scaled by the data pipeline.
+        shared_frames: encode each distinct frame of a batch once (module docstring); the
+            ConvLSTM then takes the distinct frames' input gates (its split-gate path).
+        split_gates: the ConvLSTM's split-gate path also when no frame repeats (off by
+            default: on a CPU it is slower than the plain cell there).
+        channels_last: run the stem on channels-last frames (``(b*t) H W c`` in memory; about
+            twice as fast on CPU, same values).
+            All three are speed options with the same outputs, and attributes
+            (``shared_frames``, ``lstm.split_gates``, ``channels_last``) that can be switched
+            after construction.
     """
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], hidden: int = 32,
                  stem_channels: int = 16, downsample: int = 4,
-                 scales: Sequence[int] = (1, 2, 4)) -> None:
+                 scales: Sequence[int] = (1, 2, 4), stem_norm: bool = True,
+                 shared_frames: bool = True, split_gates: bool = False,
+                 channels_last: bool = True) -> None:
         super().__init__()
         height, width = (int(v) for v in image_size)
         if downsample < 1 or downsample & (downsample - 1):
@@ -63,10 +109,14 @@ class VLSTM(nn.Module):
         layers: list[nn.Module] = []
         for k in range(max(n_down, 1)):
             layers += [nn.Conv2d(in_channels if k == 0 else stem_channels, stem_channels, 3,
-                                 stride=2 if k < n_down else 1, padding=1, bias=False),
-                       nn.GroupNorm(groups, stem_channels), nn.ReLU(inplace=True)]
+                                 stride=2 if k < n_down else 1, padding=1, bias=not stem_norm),
+                       nn.GroupNorm(groups, stem_channels) if stem_norm else nn.Identity(),
+                       nn.ReLU(inplace=True)]
         self.stem = nn.Sequential(*layers)
-        self.lstm = ConvLSTM(stem_channels, hidden, kernel_size=3, n_layers=1)
+        self.lstm = ConvLSTM(stem_channels, hidden, kernel_size=3, n_layers=1,
+                             split_gates=split_gates)
+        self.shared_frames = shared_frames
+        self.channels_last = channels_last
         self.mscsm = MultiScaleChannelSpatial(hidden, scales=scales)
 
     @property
@@ -82,7 +132,19 @@ class VLSTM(nn.Module):
             raise ValueError(f"images must be (b t {self.in_channels} {self.image_size[0]} "
                              f"{self.image_size[1]}), got {tuple(images.shape)}")
         b, t = images.shape[:2]
-        feats = self.stem(images.flatten(0, 1))  # all frames in one pass: (b*t, s, Hf, Wf)
-        feats = feats.unflatten(0, (b, t))
-        _, h = self.lstm(feats, image_mask)
+        if self.shared_frames and not images.requires_grad and b > 1:
+            index, first = distinct_frames(images)
+            if first.numel() < b * t:
+                feats = self.encode_frames(images.flatten(0, 1)[first])  # (U, s, Hf, Wf)
+                gates = self.lstm.cells[0].input_gates(feats)[index]  # (b t 4d Hf Wf)
+                _, h = self.lstm.run_gates(gates.unbind(1), image_mask, sequence=False)
+                return self.mscsm(h)
+        feats = self.encode_frames(images.flatten(0, 1))  # all frames at once: (b*t s Hf Wf)
+        _, h = self.lstm(feats.unflatten(0, (b, t)), image_mask, sequence=False)
         return self.mscsm(h)
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """The stem: frames (N c H W) -> (N s Hf Wf)."""
+        if self.channels_last:
+            frames = frames.contiguous(memory_format=torch.channels_last)
+        return self.stem(frames)

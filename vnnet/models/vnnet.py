@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from vnnet.data.batch import Batch
 from vnnet.data.windows import CYCLIC_FEATURE_NAMES
@@ -35,6 +36,8 @@ class VisionOptions:
     n_heads: int = 4
     n_queries: int = 16
     dropout: float = 0.0
+    stem_norm: bool = True
+    gated: bool = False
 
 
 class VNNet(ForecastModel):
@@ -67,6 +70,7 @@ class VNNet(ForecastModel):
         static_graph: bool = True,
         vision: VisionOptions | None = VisionOptions(),  # noqa: B008 - immutable in practice
         image_noise: bool = False,
+        decoder_context: bool = False,
     ) -> None:
         super().__init__(data)
         spec = self.spec
@@ -85,18 +89,24 @@ class VNNet(ForecastModel):
         self.encoder = NGCNEncoder(spec.n_stations, 2 * spec.n_inputs + 3, hidden, n_layers,
                                    embed_dim, adjacency, adaptive=adaptive,
                                    time_aware=time_aware, dynamic=dynamic)
-        self.vision = self.fusion = None
+        self.vision = self.fusion = self.fusion_gate = None
         self.image_noise = image_noise
         if vision is not None:
             self.vision = VLSTM(spec.image_channels, spec.image_size, hidden,
-                                vision.stem_channels, vision.downsample, vision.scales)
+                                vision.stem_channels, vision.downsample, vision.scales,
+                                vision.stem_norm)
             rows, cols = spec.pixels_on_grid(*self.vision.feature_size)
             self.fusion = DQAMFusion(hidden, rows, cols, self.vision.feature_size,
                                      vision.n_heads, vision.n_queries, vision.dropout)
-        # The decoder also sees the calendar (hour/day-of-year sin, cos) of each lead hour.
+            # ReZero-style gate (Bachlechner et al. 2021): zero at the start, so training
+            # begins from N-Net and lets the image features in as far as they help.
+            self.fusion_gate = nn.Parameter(torch.zeros(hidden)) if vision.gated else None
+        # The decoder also sees the calendar (hour/day-of-year sin, cos) of each lead hour and,
+        # with ``decoder_context``, each station's (fused) top-layer state at every step.
+        self.decoder_context = decoder_context
+        n_step = len(CYCLIC_FEATURE_NAMES) + (hidden if decoder_context else 0)
         self.decoder = GCNDecoder(spec.n_stations, spec.n_targets, hidden, n_layers, embed_dim,
-                                  adjacency, adaptive=adaptive,
-                                  n_step_features=len(CYCLIC_FEATURE_NAMES))
+                                  adjacency, adaptive=adaptive, n_step_features=n_step)
 
     def config(self) -> dict[str, Any]:
         config = super().config()
@@ -117,6 +127,8 @@ class VNNet(ForecastModel):
             raise ValueError("this VNNet has a vision branch but the batch carries no images")
         images = torch.rand_like(batch.images) if self.image_noise else batch.images
         fused = self.fusion(states, self.vision(images, batch.image_mask))
+        if self.fusion_gate is not None:
+            return states + self.fusion_gate * torch.tanh(fused)
         # The fusion ends in a LayerNorm, which discards each state's own scale and offset;
         # averaging with the encoder state keeps that information on a residual path and
         # keeps the decoder's GRU state within (-1, 1).
@@ -127,6 +139,12 @@ class VNNet(ForecastModel):
         x_t = batch.x[..., self.target_index.clamp_min(0)]
         m_t = batch.x_mask[..., self.target_index.clamp_min(0)] & (self.target_index >= 0)
         go = last_observed(x_t, m_t)
+        steps = batch.time_pred  # (b h k)
+        if self.decoder_context:
+            b, h = steps.shape[:2]
+            n = states.shape[2]
+            steps = torch.cat([steps.unsqueeze(2).expand(-1, -1, n, -1),
+                               states[-1].unsqueeze(1).expand(-1, h, -1, -1)], dim=-1)
         return self.decoder(states, go, self.spec.n_pred, targets=batch.y,
                             target_mask=batch.y_mask, teacher_forcing=teacher_forcing,
-                            step_features=batch.time_pred)
+                            step_features=steps)
