@@ -292,3 +292,15 @@ def test_progress_bar_runs() -> None:
     stations, _ = synthetic_world(seed=0, n_stations=3, n_days=1, image_size=4, n_channels=1,
                                   progress=True)
     assert stations.sizes["time"] == 24
+
+
+def test_station_margin_keeps_stations_away_from_the_image_edges():
+    bbox = (30.0, 36.4, 110.0, 116.4)
+    for margin in (0.0, 0.3):
+        stations, _ = synthetic_world(n_stations=12, n_days=1, image_size=8, bbox=bbox,
+                                      station_margin=margin)
+        edge = min(stations.lat.min() - 30.0, 36.4 - stations.lat.max(),
+                   stations.lon.min() - 110.0, 116.4 - stations.lon.max())
+        assert float(edge) >= margin * 6.4 - 1e-9
+    with pytest.raises(ValueError, match="station_margin"):
+        synthetic_world(n_days=1, station_margin=0.5)

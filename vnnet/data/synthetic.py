@@ -242,16 +242,16 @@ def _terrain(rng: np.random.Generator, bbox: tuple[float, float, float, float]
     return terrain
 
 
-def _place_stations(rng: np.random.Generator, n: int,
-                    bbox: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _place_stations(rng: np.random.Generator, n: int, bbox: tuple[float, float, float, float],
+                    margin_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Scatter ``n`` stations inside the box at roughly even spacing.
 
-    The stations keep a 15 % margin from the image edges (about 1 deg on the default 6.4 deg
-    box, like the Weather2K regions inside their satellite crops), so the images see weather
-    a few hours before it reaches the network.
+    The stations keep ``margin_fraction`` of the box size from the image edges, so the images
+    see weather some hours before it reaches the network (like the Weather2K regions inside
+    their satellite crops).
     """
     lat_min, lat_max, lon_min, lon_max = bbox
-    margin = 0.15 * min(lat_max - lat_min, lon_max - lon_min)
+    margin = margin_fraction * min(lat_max - lat_min, lon_max - lon_min)
     lo = np.array([lat_min + margin, lon_min + margin])
     hi = np.array([lat_max - margin, lon_max - margin])
     d_min = 0.7 * np.sqrt(np.prod(hi - lo) / n)  # dart throwing: no two closer than this
@@ -431,6 +431,7 @@ def synthetic_world(
     missing_fraction: float = 0.02,
     outage_fraction: float = 0.02,
     missing_frame_fraction: float = 0.03,
+    station_margin: float = 0.15,
     progress: bool = False,
 ) -> tuple[xr.Dataset, xr.DataArray]:
     """Generate vnnet's synthetic benchmark world: stations and satellite images, hourly.
@@ -449,6 +450,8 @@ def synthetic_world(
         all variables NaN).
     missing_frame_fraction: share of image frames that are entirely NaN (a few small NaN pixel
         patches are added too).
+    station_margin: stations keep this fraction of the box size from the image edges (0.15:
+        about 1 deg on the default 6.4 deg box, 2-5 hours of cloud travel).
     progress: show a tqdm bar over the time chunks of the cloud simulation.
 
     Returns
@@ -473,6 +476,8 @@ def synthetic_world(
                         ("missing_frame_fraction", missing_frame_fraction)):
         if not 0.0 <= value <= 0.5:
             raise ValueError(f"{name} must be in [0, 0.5], got {value}")
+    if not 0.0 <= station_margin < 0.5:
+        raise ValueError(f"station_margin must be in [0, 0.5), got {station_margin}")
     bbox = (lat_min, lat_max, lon_min, lon_max)
     n_hours = 24 * n_days
     times = pd.date_range(pd.Timestamp(start), periods=n_hours, freq="h").as_unit("ns")
@@ -492,7 +497,7 @@ def synthetic_world(
     p_anomaly = _smooth_series(r_wind, hours, 36.0, 5.0, 0.6)
     q_anomaly = _smooth_series(r_wind, hours, 36.0, 8.0, 0.6)
 
-    st_lat, st_lon = _place_stations(r_place, n_stations, bbox)
+    st_lat, st_lon = _place_stations(r_place, n_stations, bbox, station_margin)
     st_elev = np.clip(terrain(st_lat, st_lon) + r_place.normal(0.0, 30.0, n_stations), 0.0, None)
 
     dlat, dlon = (lat_max - lat_min) / image_size, (lon_max - lon_min) / image_size
@@ -518,7 +523,8 @@ def synthetic_world(
               f"image_size={image_size}, n_channels={n_channels}, start={str(times[0])!r}, "
               f"bbox={bbox}, missing_fraction={missing_fraction}, "
               f"outage_fraction={outage_fraction}, "
-              f"missing_frame_fraction={missing_frame_fraction}")
+              f"missing_frame_fraction={missing_frame_fraction}, "
+              f"station_margin={station_margin}")
     source = f"vnnet.data.synthetic.synthetic_world({params})"
     common = {"source": source, "synthetic_seed": seed,
               "cloud_lag_hours": CLOUD_LAG_HOURS,

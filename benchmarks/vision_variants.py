@@ -1,0 +1,149 @@
+"""Which VN-Net variants let the satellite images help? One variant per call, test MAE printed.
+
+Trains a variant on the synthetic world with a plain Lightning loop (lr 2e-3, free-running
+decoder, no checkpointing, the final weights are tested) and prints one ``RESULT`` line:
+
+    python -m benchmarks.vision_variants nnet_ctx --epochs 8
+    python -m benchmarks.vision_variants vnnet_ctx --epochs 8 --world '{"start": "2021-06-15"}'
+
+Variants (``VARIANTS``): the library's switches (``decoder_context``, ``VisionOptions.stem_norm``,
+``VisionOptions.gated``, ``image_noise``) plus three experimental encoders kept here rather
+than in the library because none of them helped (benchmarks/RESULTS.md):
+``pixel``/``pixel_ctx`` (raw 5 x 5 pixel patch above each station into the encoder every hour),
+``early`` (the V-LSTM's hourly feature at each station into the encoder) and ``anomaly``
+(frames minus the window's mean brightness per channel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from vnnet.data.batch import Batch
+from vnnet.data.datamodule import WeatherDataModule
+from vnnet.forecaster import Forecaster
+from vnnet.models.ngcn import NGCNEncoder
+from vnnet.models.vnnet import VisionOptions, VNNet
+
+
+class PixelPatchNNet(VNNet):
+    """N-Net whose encoder also reads the raw (2p+1)^2 pixel patch above each station."""
+
+    def __init__(self, data: dict[str, Any], patch: int = 2, decoder_context: bool = True
+                 ) -> None:
+        super().__init__(data, vision=None, decoder_context=decoder_context)
+        spec = self.spec
+        rows, cols = spec.pixels_on_grid(*spec.image_size)
+        self.register_buffer("rows", rows)
+        self.register_buffer("cols", cols)
+        self.patch = patch
+        extra = (2 * patch + 1) ** 2 * spec.image_channels + 1
+        self.encoder = NGCNEncoder(spec.n_stations, 2 * spec.n_inputs + 3 + extra, 32, 2, 8,
+                                   spec.graph().dense)
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        b, t, n, _ = batch.x.shape
+        p = self.patch
+        padded = F.pad(batch.images.flatten(0, 1), (p, p, p, p), mode="replicate")
+        offsets = torch.arange(-p, p + 1)
+        rows = (self.rows[:, None, None] + p + offsets[None, :, None]).expand(-1, 2 * p + 1, -1)
+        cols = (self.cols[:, None, None] + p + offsets[None, None, :]).expand(-1, -1, 2 * p + 1)
+        patch = padded[:, :, rows, cols].permute(0, 2, 1, 3, 4).flatten(2).unflatten(0, (b, t))
+        present = batch.image_mask.to(patch.dtype)[:, :, None, None].expand(-1, -1, n, 1)
+        static = self.static_features.expand(b, t, n, -1)
+        inputs = torch.cat([batch.x, batch.x_mask.to(batch.x.dtype), static, patch * present,
+                            present], dim=-1)
+        return self.encoder(inputs, batch.time_index)[0]
+
+
+class EarlyPixelVNNet(VNNet):
+    """VN-Net whose encoder also reads the V-LSTM's hourly feature at each station."""
+
+    def __init__(self, data: dict[str, Any], k: int = 8) -> None:
+        super().__init__(data, vision=VisionOptions(stem_norm=False), decoder_context=True)
+        spec = self.spec
+        self.encoder = NGCNEncoder(spec.n_stations, 2 * spec.n_inputs + 3 + k, 32, 2, 8,
+                                   spec.graph().dense)
+        self.pixel_projection = torch.nn.Linear(32, k)
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        b, t, n, _ = batch.x.shape
+        vision, fusion = self.vision, self.fusion
+        feats = vision.stem(batch.images.flatten(0, 1)).unflatten(0, (b, t))
+        hourly, last = vision.lstm(feats, batch.image_mask)  # (b t d Hf Wf), (b d Hf Wf)
+        per_station = hourly[:, :, :, fusion.pixel_rows, fusion.pixel_cols].transpose(2, 3)
+        static = self.static_features.expand(b, t, n, -1)
+        inputs = torch.cat([batch.x, batch.x_mask.to(batch.x.dtype), static,
+                            torch.tanh(self.pixel_projection(per_station))], dim=-1)
+        states, _ = self.encoder(inputs, batch.time_index)
+        fused = fusion(states, vision.mscsm(last))
+        return 0.5 * (states + torch.tanh(fused))
+
+
+class WindowAnomalyVNNet(VNNet):
+    """VN-Net fed each frame minus its window's mean brightness per channel."""
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        present = batch.image_mask.to(batch.images.dtype)[:, :, None, None, None]
+        pixels = batch.images.shape[-2] * batch.images.shape[-1]
+        count = present.sum(dim=1, keepdim=True).clamp_min(1.0) * pixels
+        mean = (batch.images * present).sum(dim=(1, 3, 4), keepdim=True) / count
+        return super().encode(dataclasses.replace(batch, images=(batch.images - mean) * present))
+
+
+V = VisionOptions
+VARIANTS: dict[str, Callable[[dict[str, Any]], VNNet]] = {
+    "nnet": lambda d: VNNet(d, vision=None),
+    "vnnet": lambda d: VNNet(d),
+    "noise": lambda d: VNNet(d, image_noise=True),
+    "nnet_ctx": lambda d: VNNet(d, vision=None, decoder_context=True),
+    "vnnet_ctx": lambda d: VNNet(d, decoder_context=True, vision=V(stem_norm=False)),
+    "gated": lambda d: VNNet(d, decoder_context=True, vision=V(stem_norm=False, gated=True)),
+    "pixel": lambda d: PixelPatchNNet(d, decoder_context=False),
+    "pixel_ctx": lambda d: PixelPatchNNet(d),
+    "early": lambda d: EarlyPixelVNNet(d),
+    "anomaly": lambda d: WindowAnomalyVNNet(d, decoder_context=True,
+                                            vision=V(stem_norm=False)),
+    "anomaly_gated": lambda d: WindowAnomalyVNNet(d, decoder_context=True,
+                                                  vision=V(stem_norm=False, gated=True)),
+}
+
+
+def run(name: str, epochs: int, seed: int, world: dict[str, Any]) -> dict[str, float]:
+    L.seed_everything(seed, verbose=False)
+    dm = WeatherDataModule(synthetic=world)
+    dm.setup("fit")
+    forecaster = Forecaster(VARIANTS[name](dm.description()), lr=2e-3, scheduled_sampling=False)
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, gradient_clip_val=1.0,
+                        enable_model_summary=False, default_root_dir="runs/vision_variants")
+    start = time.perf_counter()
+    trainer.fit(forecaster, dm)
+    result = trainer.test(forecaster, dm, verbose=False)[0]
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variant", choices=sorted(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=2023)
+    parser.add_argument("--world", default="{}", help="synthetic_world options as JSON")
+    args = parser.parse_args()
+    r = run(args.variant, args.epochs, args.seed, json.loads(args.world))
+    print(f"RESULT {args.variant} seed={args.seed} epochs={args.epochs} world={args.world} "
+          f"test_mae={r['test/mae']:.3f} h1={r['test/mae_h1']:.3f} h6={r['test/mae_h6']:.3f} "
+          f"h12={r['test/mae_h12']:.3f} seconds={r['seconds']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
