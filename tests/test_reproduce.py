@@ -102,3 +102,9 @@ def test_result_files_are_plain_json(tmp_path):
     cell = grid.cells[0]
     assert cell.folder(tmp_path).parts[-4:] == ("tiny", "temperature", "persistence", "seed0")
     json.dumps([c.args for c in grid.cells])  # arguments are plain strings
+
+
+@pytest.mark.parametrize("path", ["configs/grids/synthetic.yaml", "configs/grids/weather2k.yaml"])
+def test_shipped_grids_parse(path):
+    grid = load_grid(path)
+    assert grid.cells and len({c.model for c in grid.cells}) >= 8
