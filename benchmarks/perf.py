@@ -9,7 +9,7 @@ For each model and region size N, in a fresh process (so its peak resident memor
   with the peak measured in the same run (``torch.mm`` of 2048 x 2048 at the same threads,
   best of several, before and after the models; the higher is used);
 - inference (eval mode, no autograd) samples/s at batch 16 and 64;
-- peak resident memory of the process (``ru_maxrss``).
+- peak resident memory of the process (``VmHWM``; see :func:`peak_rss_mib`).
 
 Models (``--models``):
 
@@ -61,6 +61,22 @@ QUICK = {"image": 32, "channels": 6, "n_his": 12, "n_pred": 12}
 
 
 # ---------------------------------------------------------------- building blocks
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB): ``VmHWM`` of /proc/self/status.
+
+    Not ``ru_maxrss`` alone: on Linux that survives ``execve``, so a process started by a
+    parent with a large resident set (e.g. one that has just written a memory-mapped cube)
+    would report the parent's size. ``ru_maxrss`` where /proc is missing.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def matmul_peak(threads: int, size: int = 2048, repeats: int = 7) -> float:
@@ -203,7 +219,7 @@ def measure_model(kind: str, n_stations: int, batch_size: int, steps: int, warmu
     result["train_step_s"] = statistics.median(times)
     result["train_step_all_s"] = times
     result["train_samples_s"] = batch_size / result["train_step_s"]
-    result["train_peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["train_peak_mib"] = peak_rss_mib()
 
     model.eval()
     optimizer.zero_grad(set_to_none=True)  # frees the gradients
@@ -226,18 +242,26 @@ def measure_model(kind: str, n_stations: int, batch_size: int, steps: int, warmu
         median = statistics.median(times)
         result["infer"][str(b)] = {"s": median, "flops": counter.get_total_flops(),
                                    "samples_s": b / median}
-    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result["peak_mib"] = peak_rss_mib()
     return result
 
 
 # ---------------------------------------------------------------- orchestration
 
 
-def _run_child(args: list[str], label: str, log: Path | None) -> dict[str, Any]:
+#: glibc malloc settings for ``--malloc tuned``: never serve allocations by mmap and never trim
+#: the heap, so freed tensor memory is reused instead of returned to the OS and faulted in
+#: afresh (page by page) for every large tensor of the next step.
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
+
+
+def _run_child(args: list[str], label: str, log: Path | None,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m benchmarks.perf --child ...`` and return the JSON it prints last."""
     cmd = [sys.executable, "-m", "benchmarks.perf", *args]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                          env={**os.environ, **(env or {})})
     if log is not None:
         with open(log, "a") as f:
             f.write(f"$ {shlex.join(cmd)}\n{proc.stderr}\n")
@@ -369,6 +393,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tmp", default=None, help="folder for the pipeline's cube (default: "
                         "the system temp folder; a uniquely named folder is made and removed)")
     parser.add_argument("--out", default=None, help="write results.md and results.json here")
+    parser.add_argument("--malloc", choices=["default", "tuned"], default="default",
+                        help="tuned: measurement processes run with " + " ".join(
+                            f"{k}={v}" for k, v in TUNED_MALLOC.items()) + " (glibc keeps "
+                        "freed memory for reuse; see TUNED_MALLOC)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -405,6 +433,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"matmul peak {peaks[0]:.1f} GFLOP/s", file=sys.stderr)
 
     rows: list[dict] = []
+    failed: list[str] = []
+    env = TUNED_MALLOC if args.malloc == "tuned" else None
     if not args.pipeline_only:
         for kind in args.models:
             official = kind.startswith("official")
@@ -419,7 +449,12 @@ def main(argv: list[str] | None = None) -> None:
                         "threads": args.threads}
                 label = f"{kind} N={n}"
                 print(f"running {label} ...", file=sys.stderr, flush=True)
-                r = _run_child(["--child", json.dumps(spec)], label, log)
+                try:
+                    r = _run_child(["--child", json.dumps(spec)], label, log, env)
+                except RuntimeError as err:  # e.g. out of memory: report, go on
+                    print(f"  {label} FAILED: {str(err)[-500:]}", file=sys.stderr, flush=True)
+                    failed.append(label)
+                    continue
                 print(f"  {label}: step {r['train_step_s']:.3f} s, "
                       f"{r['train_samples_s']:.2f} samples/s, peak {r['peak_mib']:.0f} MiB, "
                       f"wall {r['wall_s']:.0f} s", file=sys.stderr, flush=True)
@@ -432,7 +467,8 @@ def main(argv: list[str] | None = None) -> None:
         def child(spec: dict) -> dict:
             label = f"pipeline, {spec['workers']} workers"
             print(f"running {label} ...", file=sys.stderr, flush=True)
-            p = _run_child(["--child", json.dumps({"what": "pipeline", **spec})], label, log)
+            p = _run_child(["--child", json.dumps({"what": "pipeline", **spec})], label, log,
+                           env)
             print(f"  {p['windows_s']:.1f} windows/s", file=sys.stderr, flush=True)
             return p
 
@@ -450,7 +486,10 @@ def main(argv: list[str] | None = None) -> None:
             f"(1/5/15 min) {', '.join(f'{v:.2f}' for v in info['load_avg'])} at the start, "
             f"{', '.join(f'{v:.2f}' for v in info_end)} at the end. fp32 matmul peak "
             f"(torch.mm {mm_size}^2, best of 7): {peaks[0]:.1f} GFLOP/s at the start, "
-            f"{peaks[1]:.1f} at the end; shares use {peak:.1f}.", ""]
+            f"{peaks[1]:.1f} at the end; shares use {peak:.1f}. Memory allocator: "
+            + ("glibc default" if env is None else "tuned glibc malloc (" + ", ".join(
+                f"{k}={v}" for k, v in env.items()) + ")")
+            + (f". FAILED: {', '.join(failed)}" if failed else "") + ".", ""]
     if rows:
         text += [f"Sizes: batch {args.batch}, {sizes['n_his']} input hours, {sizes['n_pred']} "
                  f"leads, frames {sizes['image']}x{sizes['image']}x{sizes['channels']}. "

@@ -76,6 +76,7 @@ def measure_pipeline(frames: int, size: int, workers: int, batches: int, batch_s
     """Windows/s of the training loader over the inputs in ``folder`` (see write_inputs)."""
     import torch
 
+    from benchmarks.perf import peak_rss_mib
     from vnnet.data.datamodule import WeatherDataModule
 
     torch.set_num_threads(1)
@@ -108,7 +109,8 @@ def measure_pipeline(frames: int, size: int, workers: int, batches: int, batch_s
             "batch_size": batch_size, "batches": batches, "windows": n,
             "train_windows": len(dm.windows("train")), "setup_s": setup_s,
             "first_batch_s": first_s, "windows_s": n / elapsed, "images_shape": shape,
-            "peak_mib_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_mib_main": peak_rss_mib(),
+            # workers are forked: their ru_maxrss counts pages shared with the main process
             "peak_mib_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 

@@ -361,7 +361,7 @@ def test_perf_harness_runs_at_tiny_sizes(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_fast_window_reading_matches_the_reference(tmp_path) -> None:  # noqa: ANN001
-    """Frames read from a Himawari .npy (memory map, channels-last batches, frames written
+    """Frames read from a Himawari .npy (plain file reads, channels-last batches, frames written
     straight into the batch array) equal the plain xarray read + min-max scaling + NaN fill."""
     import numpy as np
 

@@ -31,7 +31,7 @@ from vnnet.data.readers import (
     read_vnnet_region,
     read_weather2k,
 )
-from vnnet.data.readers.files import LazyNpy
+from vnnet.data.readers.files import load_npy_mmap
 from vnnet.data.scalers import MinMaxScaler, StandardScaler
 from vnnet.data.schema import check_values, validate_satellite, validate_stations
 from vnnet.data.synthetic import synthetic_world
@@ -91,16 +91,23 @@ def align_frames(station_times: pd.DatetimeIndex, frame_times: pd.DatetimeIndex,
 class FrameReader:
     """Reads frames of a lazy (time, channel, lat, lon) cube by integer index.
 
-    ``source``: optionally the same cube as a ``(time, lat, lon, channel)`` ``.npy`` (a Himawari
-    file, as :func:`read_himawari` maps it), which :meth:`read` then reads directly rather
-    than through xarray and dask: a window's frames cost a memory copy, not a dask graph.
+    ``source``: optionally the path of the same cube as a ``(time, lat, lon, channel)``
+    ``.npy`` (a Himawari file, as :func:`read_himawari` reads it), which :meth:`read` then
+    reads directly, by plain file reads rather than through xarray, dask and a memory map: a
+    window's frames cost one read call, and no page of the file stays mapped into the process
+    (its resident memory does not grow with the part of the archive it has read).
     """
 
-    def __init__(self, satellite: xr.DataArray, source: LazyNpy | None = None) -> None:
+    def __init__(self, satellite: xr.DataArray, source: str | Path | None = None) -> None:
         self.data = satellite
-        t, c, height, width = satellite.shape
-        self.source = source if source is not None \
-            and tuple(source.shape) == (t, height, width, c) else None
+        self.source = None
+        if source is not None:
+            t, c, height, width = satellite.shape
+            mm = load_npy_mmap(source)  # the header only; the map is dropped right away
+            if mm.shape == (t, height, width, c) and mm.flags.c_contiguous:
+                self.source = Path(source)
+                self._offset, self._dtype = int(mm.offset), mm.dtype
+            del mm
 
     def read(self, idx: np.ndarray) -> np.ndarray:
         """(n, H, W, c) frames ``idx`` (channels last, the cube's own dtype; may be a view)."""
@@ -109,7 +116,12 @@ class FrameReader:
             return np.zeros((0, *self.data.shape[2:], self.data.shape[1]), dtype=np.float32)
         lo, hi = int(idx.min()), int(idx.max()) + 1
         if self.source is not None:
-            block = self.source[lo:hi]
+            _, c, height, width = self.data.shape
+            block = np.empty((hi - lo, height, width, c), dtype=self._dtype)
+            with open(self.source, "rb", buffering=0) as f:
+                f.seek(self._offset + lo * block[0].nbytes)
+                if f.readinto(memoryview(block).cast("B")) != block.nbytes:
+                    raise OSError(f"{self.source}: file shorter than its header says")
         else:
             with dask.config.set(scheduler="synchronous"):
                 block = np.moveaxis(np.asarray(self.data.isel(time=slice(lo, hi)).values), 1, -1)
@@ -604,7 +616,7 @@ class WeatherDataModule(L.LightningDataModule):
         if self.satellite is not None:
             path = self._sources["satellite"]
             npy = isinstance(path, str | Path) and Path(path).suffix == ".npy"
-            frames = FrameReader(self.satellite, LazyNpy(path) if npy else None)
+            frames = FrameReader(self.satellite, path if npy else None)
         return WindowDataset(self.windows(split), self.n_his, self.n_pred, self._station_arrays(),
                              frames, self.frame_of_time, self.image_scaler)
 
