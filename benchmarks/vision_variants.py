@@ -115,13 +115,22 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], VNNet]] = {
     "anomaly_gated": lambda d: WindowAnomalyVNNet(d, decoder_context=True,
                                                   vision=V(stem_norm=False, gated=True)),
 }
+#: Variants built from the library's VisionOptions given with ``--vision JSON`` (the quickstart
+#: model: decoder context, library defaults otherwise), with real images and with noise.
+OPTION_VARIANTS: dict[str, Callable[[dict[str, Any], dict[str, Any]], VNNet]] = {
+    "vnnet_opts": lambda d, o: VNNet(d, decoder_context=True, vision=V(**o)),
+    "noise_opts": lambda d, o: VNNet(d, decoder_context=True, vision=V(**o), image_noise=True),
+}
 
 
-def run(name: str, epochs: int, seed: int, world: dict[str, Any]) -> dict[str, float]:
+def run(name: str, epochs: int, seed: int, world: dict[str, Any],
+        vision: dict[str, Any] | None = None) -> dict[str, float]:
     L.seed_everything(seed, verbose=False)
     dm = WeatherDataModule(synthetic=world)
     dm.setup("fit")
-    forecaster = Forecaster(VARIANTS[name](dm.description()), lr=2e-3, scheduled_sampling=False)
+    model = OPTION_VARIANTS[name](dm.description(), vision or {}) if name in OPTION_VARIANTS \
+        else VARIANTS[name](dm.description())
+    forecaster = Forecaster(model, lr=2e-3, scheduled_sampling=False)
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, gradient_clip_val=1.0,
                         enable_model_summary=False, default_root_dir="runs/vision_variants")
@@ -134,13 +143,16 @@ def run(name: str, epochs: int, seed: int, world: dict[str, Any]) -> dict[str, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variant", choices=sorted(VARIANTS))
+    parser.add_argument("variant", choices=sorted(VARIANTS) + sorted(OPTION_VARIANTS))
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--world", default="{}", help="synthetic_world options as JSON")
+    parser.add_argument("--vision", default="{}", help="VisionOptions as JSON (the *_opts "
+                        "variants)")
     args = parser.parse_args()
-    r = run(args.variant, args.epochs, args.seed, json.loads(args.world))
-    print(f"RESULT {args.variant} seed={args.seed} epochs={args.epochs} world={args.world} "
+    r = run(args.variant, args.epochs, args.seed, json.loads(args.world), json.loads(args.vision))
+    print(f"RESULT {args.variant} vision={args.vision} seed={args.seed} epochs={args.epochs} "
+          f"world={args.world} "
           f"test_mae={r['test/mae']:.3f} h1={r['test/mae_h1']:.3f} h6={r['test/mae_h6']:.3f} "
           f"h12={r['test/mae_h12']:.3f} seconds={r['seconds']:.0f}")
 

@@ -54,6 +54,22 @@ def test_grid_runs_resumes_and_writes_the_table(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_parallel_cells_give_the_serial_results(tmp_path, capsys):
+    """--jobs 2 trains two cells at once in spawned processes, with the serial figures."""
+    grid = write_grid(tmp_path / "grid.yaml")
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    main(["reproduce", "--grid", str(grid), "--out", str(serial), "--progress", "false"])
+    main(["reproduce", "--grid", str(grid), "--out", str(parallel), "--progress", "false",
+          "--jobs", "2"])
+    a, b = (list(csv.DictReader((d / "results.csv").open())) for d in (serial, parallel))
+    assert [(r["model"], r["seed"]) for r in a] == [(r["model"], r["seed"]) for r in b]
+    for x, y in zip(a, b, strict=True):  # thread counts differ: equal up to float rounding
+        assert float(y["test/mae"]) == pytest.approx(float(x["test/mae"]), rel=1e-4)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--grid", str(grid), "--out", str(parallel), "--jobs", "0"])
+    assert "jobs must be a positive integer" in capsys.readouterr().err
+
+
 def test_summary_and_table_by_hand():
     results = [
         {"region": "r", "target": "t", "model": "A", "seed": s,

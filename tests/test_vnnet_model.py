@@ -173,3 +173,32 @@ def test_stem_without_norm_keeps_absolute_brightness(dm, batch):
     brighter = type(batch)(**{**batch.__dict__, "images": batch.images + 0.2})
     model.eval()
     assert not torch.allclose(model(batch), model(brighter))
+
+
+def test_brightness_jitter_one_offset_per_window_and_channel_in_training_only(dm, batch):
+    from vnnet.models.vnnet import jitter_brightness
+
+    images = torch.rand(3, 5, 2, 4, 4)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 2] = False
+    images[1, 2] = 0.0  # a missing frame, filled with 0 by the datamodule
+    torch.manual_seed(0)
+    shifted = jitter_brightness(images, mask, 0.1)
+    offset = shifted - images
+    assert offset.abs().max() <= 0.1
+    assert torch.all(offset[1, 2] == 0)  # missing frames stay 0
+    present = offset[:, [0, 1, 3, 4]]
+    # one offset per (window, channel): constant over hours and pixels, differs across both
+    torch.testing.assert_close(present, present[:, :1, :, :1, :1].expand_as(present))
+    assert not torch.allclose(offset[0, 0, 0], offset[0, 0, 1])
+    assert not torch.allclose(offset[0, 0, 0], offset[2, 0, 0])
+
+    torch.manual_seed(0)
+    model = VNNet(dm.description(), hidden=16, vision=VisionOptions(
+        stem_channels=8, n_queries=4, brightness_jitter=0.2))
+    model.eval()
+    torch.testing.assert_close(model(batch), model(batch))  # no jitter at evaluation
+    model.train()
+    assert not torch.allclose(model(batch), model(batch))  # a new offset every call
+    with pytest.raises(ValueError, match="brightness_jitter"):
+        VNNet(dm.description(), vision=VisionOptions(brightness_jitter=-0.1))

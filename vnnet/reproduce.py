@@ -172,20 +172,51 @@ def run_cell(cell: Cell, out: Path, epochs: int, make_cli: MakeCLI) -> dict[str,
     return result
 
 
+def _set_threads(threads: int) -> None:
+    """Worker initialiser: this many intra-op threads per parallel cell."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def run_grid(grid: Grid, out: str | os.PathLike[str], make_cli: MakeCLI,
-             progress: bool = True) -> list[dict[str, Any]]:
-    """Run every unfinished cell, then write ``results.csv`` and ``table.md`` under ``out``."""
+             progress: bool = True, jobs: int = 1) -> list[dict[str, Any]]:
+    """Run every unfinished cell, then write ``results.csv`` and ``table.md`` under ``out``.
+
+    ``jobs > 1`` trains that many cells at once, each in its own (spawned) process with
+    ``cpu_count // jobs`` torch threads: small models use two single-threaded processes
+    better than one two-threaded one. ``make_cli`` must then be picklable (a module-level
+    function). Cells are independent and each writes its own folder, so results are the same
+    as with ``jobs=1`` up to the run-to-run nondeterminism of multi-threaded kernels.
+    """
     from tqdm.auto import tqdm
 
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     out = Path(out)
     todo = [c for c in grid.cells if not (c.folder(out) / "result.json").is_file()]
     bar = tqdm(total=len(grid.cells), initial=len(grid.cells) - len(todo), unit="cell",
                desc="vnnet reproduce", disable=not progress)
     for cell in todo:
-        bar.set_postfix_str(f"{cell.region}/{cell.target}/{cell.model}/seed{cell.seed}")
         cell.folder(out).mkdir(parents=True, exist_ok=True)
-        run_cell(cell, out, grid.epochs, make_cli)
-        bar.update()
+    if jobs == 1:
+        for cell in todo:
+            bar.set_postfix_str(f"{cell.region}/{cell.target}/{cell.model}/seed{cell.seed}")
+            run_cell(cell, out, grid.epochs, make_cli)
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_set_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(run_cell, c, out, grid.epochs, make_cli): c for c in todo}
+            for future in as_completed(futures):
+                cell = futures[future]
+                future.result()  # a failed cell stops the grid with its own error
+                bar.set_postfix_str(f"{cell.model}/seed{cell.seed} done")
+                bar.update()
     bar.close()
     results = [json.loads((c.folder(out) / "result.json").read_text()) for c in grid.cells]
     write_csv(results, out / "results.csv")

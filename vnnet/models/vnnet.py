@@ -28,7 +28,13 @@ from vnnet.models.vlstm import VLSTM
 
 @dataclass
 class VisionOptions:
-    """Sizes of the vision branch (V-LSTM + DQAM fusion)."""
+    """Sizes and switches of the vision branch (V-LSTM + DQAM fusion).
+
+    ``brightness_jitter``: in training only, each window's frames get one random offset per
+    channel, uniform in ``[-a, a]`` in scaled (min-max) units, so that the branch cannot key on
+    the absolute brightness level, which drifts between periods (season, sensor calibration),
+    and must use the spatial and temporal contrasts (clouds). 0 switches it off.
+    """
 
     stem_channels: int = 16
     downsample: int = 4
@@ -38,6 +44,17 @@ class VisionOptions:
     dropout: float = 0.0
     stem_norm: bool = True
     gated: bool = False
+    brightness_jitter: float = 0.0
+
+
+def jitter_brightness(images: torch.Tensor, image_mask: torch.Tensor, amplitude: float
+                      ) -> torch.Tensor:
+    """``(b t c H W)`` frames plus one uniform ``[-amplitude, amplitude]`` offset per window and
+    channel, on present frames only (missing frames stay 0)."""
+    b, _, c = images.shape[:3]
+    offset = (torch.rand(b, 1, c, 1, 1, device=images.device, dtype=images.dtype) * 2 - 1)
+    present = image_mask.to(images.dtype)[:, :, None, None, None]
+    return images + amplitude * offset * present
 
 
 class VNNet(ForecastModel):
@@ -91,6 +108,10 @@ class VNNet(ForecastModel):
                                    time_aware=time_aware, dynamic=dynamic)
         self.vision = self.fusion = self.fusion_gate = None
         self.image_noise = image_noise
+        self.brightness_jitter = 0.0 if vision is None else float(vision.brightness_jitter)
+        if not 0.0 <= self.brightness_jitter < float("inf"):
+            raise ValueError(f"VisionOptions.brightness_jitter must be a finite number >= 0, "
+                             f"got {self.brightness_jitter}")
         if vision is not None:
             self.vision = VLSTM(spec.image_channels, spec.image_size, hidden,
                                 vision.stem_channels, vision.downsample, vision.scales,
@@ -126,6 +147,8 @@ class VNNet(ForecastModel):
         if batch.images is None:
             raise ValueError("this VNNet has a vision branch but the batch carries no images")
         images = torch.rand_like(batch.images) if self.image_noise else batch.images
+        if self.training and self.brightness_jitter > 0 and not self.image_noise:
+            images = jitter_brightness(images, batch.image_mask, self.brightness_jitter)
         fused = self.fusion(states, self.vision(images, batch.image_mask))
         if self.fusion_gate is not None:
             return states + self.fusion_gate * torch.tanh(fused)
