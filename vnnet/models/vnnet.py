@@ -34,6 +34,9 @@ class VisionOptions:
     channel, uniform in ``[-a, a]`` in scaled (min-max) units, so that the branch cannot key on
     the absolute brightness level, which drifts between periods (season, sensor calibration),
     and must use the spatial and temporal contrasts (clouds). 0 switches it off.
+    ``use_global``: False keeps only DQAM's local branch (each station reads its own pixel of
+    the V-LSTM features, whose receptive field covers the surroundings), an ablation with far
+    less capacity to fit image patterns.
     """
 
     stem_channels: int = 16
@@ -45,6 +48,7 @@ class VisionOptions:
     stem_norm: bool = True
     gated: bool = False
     brightness_jitter: float = 0.0
+    use_global: bool = True
 
 
 def jitter_brightness(images: torch.Tensor, image_mask: torch.Tensor, amplitude: float
@@ -118,7 +122,8 @@ class VNNet(ForecastModel):
                                 vision.stem_norm)
             rows, cols = spec.pixels_on_grid(*self.vision.feature_size)
             self.fusion = DQAMFusion(hidden, rows, cols, self.vision.feature_size,
-                                     vision.n_heads, vision.n_queries, vision.dropout)
+                                     vision.n_heads, vision.n_queries, vision.dropout,
+                                     vision.use_global)
             # ReZero-style gate (Bachlechner et al. 2021): zero at the start, so training
             # begins from N-Net and lets the image features in as far as they help.
             self.fusion_gate = nn.Parameter(torch.zeros(hidden)) if vision.gated else None
