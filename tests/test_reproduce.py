@@ -120,7 +120,9 @@ def test_result_files_are_plain_json(tmp_path):
     json.dumps([c.args for c in grid.cells])  # arguments are plain strings
 
 
-@pytest.mark.parametrize("path", ["configs/grids/synthetic.yaml", "configs/grids/weather2k.yaml"])
-def test_shipped_grids_parse(path):
+@pytest.mark.parametrize(("path", "n_models"), [("configs/grids/synthetic.yaml", 9),
+                                               ("configs/grids/weather2k.yaml", 9),
+                                               ("configs/grids/paper_vs_official.yaml", 3)])
+def test_shipped_grids_parse(path, n_models):
     grid = load_grid(path)
-    assert grid.cells and len({c.model for c in grid.cells}) >= 8
+    assert grid.cells and len({c.model for c in grid.cells}) >= n_models

@@ -202,3 +202,21 @@ def test_brightness_jitter_one_offset_per_window_and_channel_in_training_only(dm
     assert not torch.allclose(model(batch), model(batch))  # a new offset every call
     with pytest.raises(ValueError, match="brightness_jitter"):
         VNNet(dm.description(), vision=VisionOptions(brightness_jitter=-0.1))
+
+
+def test_local_only_fusion_reads_each_stations_own_pixel(dm, batch):
+    torch.manual_seed(0)
+    model = VNNet(dm.description(), hidden=16, vision=VisionOptions(
+        stem_channels=8, n_queries=4, use_global=False)).eval()
+    assert model.fusion.use_global is False
+    states = torch.randn(2, 4, 6, 16)
+    image = torch.randn(4, 16, 4, 4)
+    fused = model.fusion(states, image)
+    changed = image.clone()
+    taken = set(zip(model.fusion.pixel_rows.tolist(), model.fusion.pixel_cols.tolist(),
+                    strict=True))
+    free = [(r, c) for r in range(4) for c in range(4) if (r, c) not in taken]
+    for r, c in free:  # pixels under no station change nothing
+        changed[:, :, r, c] += 5.0
+    torch.testing.assert_close(model.fusion(states, changed), fused)
+    assert model(batch).shape == (4, 4, 6, 2)
