@@ -120,6 +120,11 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], VNNet]] = {
 OPTION_VARIANTS: dict[str, Callable[[dict[str, Any], dict[str, Any]], VNNet]] = {
     "vnnet_opts": lambda d, o: VNNet(d, decoder_context=True, vision=V(**o)),
     "noise_opts": lambda d, o: VNNet(d, decoder_context=True, vision=V(**o), image_noise=True),
+    # The decoder's per-step context is the unfused encoder state: images only through h0.
+    "vnnet_enc": lambda d, o: VNNet(d, decoder_context=True, context_source="encoder",
+                                    vision=V(**o)),
+    "noise_enc": lambda d, o: VNNet(d, decoder_context=True, context_source="encoder",
+                                    vision=V(**o), image_noise=True),
 }
 
 

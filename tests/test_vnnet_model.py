@@ -220,3 +220,24 @@ def test_local_only_fusion_reads_each_stations_own_pixel(dm, batch):
         changed[:, :, r, c] += 5.0
     torch.testing.assert_close(model.fusion(states, changed), fused)
     assert model(batch).shape == (4, 4, 6, 2)
+
+
+def test_encoder_context_keeps_the_images_in_h0_only(dm, batch):
+    torch.manual_seed(0)
+    model = small_vnnet(dm, decoder_context=True, context_source="encoder").eval()
+    states = model.encode_stations(batch)
+    seen = {}
+    original = model.decoder.forward
+
+    def spy(h0, *args, **kwargs):
+        seen["h0"], seen["steps"] = h0, kwargs["step_features"]
+        return original(h0, *args, **kwargs)
+
+    model.decoder.forward = spy
+    model(batch)
+    n_cal = seen["steps"].shape[-1] - 16
+    torch.testing.assert_close(seen["h0"], model.fuse(states, batch))  # images in h0
+    context = seen["steps"][..., n_cal:]  # (b h n d): the unfused top-layer state, every lead
+    torch.testing.assert_close(context, states[-1].unsqueeze(1).expand_as(context))
+    with pytest.raises(ValueError, match="context_source"):
+        small_vnnet(dm, decoder_context=True, context_source="pixels")

@@ -12,7 +12,7 @@ ablation; ``image_noise=True`` replaces the frames with uniform noise at train a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -77,6 +77,11 @@ class VNNet(ForecastModel):
         adaptive, dynamic, time_aware, static_graph: graph switches for ablations.
         vision: V-LSTM / DQAM sizes; None gives N-Net (no images).
         image_noise: replace frames by uniform noise (the random-image control).
+        decoder_context: each decoder step also reads each station's top-layer encoder state
+            (not in the paper, whose decoder sees the encoder only through ``h0``).
+        context_source: which state that is: ``"fused"`` (with the images) or ``"encoder"``
+            (the N-GCN state before fusion, so the images reach the decoder through ``h0``
+            only, and their effect can fade with lead time).
     """
 
     def __init__(
@@ -92,9 +97,14 @@ class VNNet(ForecastModel):
         vision: VisionOptions | None = VisionOptions(),  # noqa: B008 - immutable in practice
         image_noise: bool = False,
         decoder_context: bool = False,
+        context_source: Literal["fused", "encoder"] = "fused",
     ) -> None:
         super().__init__(data)
         spec = self.spec
+        if context_source not in ("fused", "encoder"):
+            raise ValueError(f"context_source must be 'fused' or 'encoder', got "
+                             f"{context_source!r}")
+        self.context_source = context_source
         if isinstance(vision, dict):  # rebuilt from a checkpoint's plain hyper-parameters
             vision = VisionOptions(**vision)
         if vision is not None and not spec.has_images:
@@ -143,10 +153,17 @@ class VNNet(ForecastModel):
 
     def encode(self, batch: Batch) -> torch.Tensor:
         """(L b n d) encoder states, fused with the images when the vision branch is on."""
+        return self.fuse(self.encode_stations(batch), batch)
+
+    def encode_stations(self, batch: Batch) -> torch.Tensor:
+        """(L b n d) N-GCN states of the station inputs alone."""
         b, t, n, _ = batch.x.shape
         static = self.static_features.expand(b, t, n, -1)
         inputs = torch.cat([batch.x, batch.x_mask.to(batch.x.dtype), static], dim=-1)
-        states, _ = self.encoder(inputs, batch.time_index)
+        return self.encoder(inputs, batch.time_index)[0]
+
+    def fuse(self, states: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(L b n d) station states fused with the batch's images (unchanged for N-Net)."""
         if self.vision is None:
             return states
         if batch.images is None:
@@ -163,7 +180,12 @@ class VNNet(ForecastModel):
         return 0.5 * (states + torch.tanh(fused))
 
     def forward(self, batch: Batch, teacher_forcing: float = 0.0) -> torch.Tensor:
-        states = self.encode(batch)
+        if self.decoder_context and self.context_source == "encoder":
+            unfused = self.encode_stations(batch)
+            states, context = self.fuse(unfused, batch), unfused[-1]
+        else:
+            states = self.encode(batch)
+            context = states[-1]
         x_t = batch.x[..., self.target_index.clamp_min(0)]
         m_t = batch.x_mask[..., self.target_index.clamp_min(0)] & (self.target_index >= 0)
         go = last_observed(x_t, m_t)
@@ -172,7 +194,7 @@ class VNNet(ForecastModel):
             b, h = steps.shape[:2]
             n = states.shape[2]
             steps = torch.cat([steps.unsqueeze(2).expand(-1, -1, n, -1),
-                               states[-1].unsqueeze(1).expand(-1, h, -1, -1)], dim=-1)
+                               context.unsqueeze(1).expand(-1, h, -1, -1)], dim=-1)
         return self.decoder(states, go, self.spec.n_pred, targets=batch.y,
                             target_mask=batch.y_mask, teacher_forcing=teacher_forcing,
                             step_features=steps)
