@@ -29,3 +29,28 @@ def test_bad_cli_values_give_a_message_not_a_traceback(tmp_path):
     assert "n_stations" in done.stderr and "Traceback" not in done.stderr
     with pytest.raises(SystemExit):
         main(["data", "describe", str(tmp_path / "missing.nc")])
+
+
+def test_data_file_paths_are_never_read_as_configs(tmp_path, monkeypatch):
+    """jsonargparse reads a string naming an existing file as a candidate YAML config unless
+    the type says it is a path: a data file would be read whole (a 12 GB cube exhausted the
+    memory) and one that happens to parse as YAML would become a dict."""
+    import jsonargparse._paths
+    from jsonargparse import ArgumentParser
+
+    from vnnet.data import WeatherDataModule
+
+    read = []
+    original = jsonargparse._paths.Path.read_text
+    monkeypatch.setattr(jsonargparse._paths.Path, "read_text",
+                        lambda self, *a, **k: read.append(str(self)) or original(self, *a, **k))
+    parser = ArgumentParser()
+    parser.add_class_arguments(WeatherDataModule, "data", sub_configs=True)  # as LightningCLI
+    files = {}
+    for name in ("stations", "satellite", "stations_lonlat"):
+        files[name] = tmp_path / f"{name}.nc"
+        files[name].write_text("a: 1\n")  # valid YAML: read as config, it would be {'a': 1}
+    cfg = parser.parse_args([f"--data.{k}={v}" for k, v in files.items()])
+    for name, path in files.items():
+        assert cfg.data[name] == str(path)
+    assert read == []  # no data file was opened by the parser

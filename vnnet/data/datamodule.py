@@ -336,8 +336,11 @@ class WeatherDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        stations: xr.Dataset | str | None = None,
-        satellite: xr.DataArray | str | None = None,
+        # ``Path`` in the union tells jsonargparse that these are file paths: without it a
+        # string that names an existing file is read whole as a candidate YAML config (a
+        # 12 GB satellite cube then exhausts memory before training starts).
+        stations: xr.Dataset | str | Path | None = None,
+        satellite: xr.DataArray | str | Path | None = None,
         target: str | list[str] = "air_temperature",
         inputs: list[str] | None = None,
         n_his: int = 12,
@@ -349,7 +352,7 @@ class WeatherDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool | None = None,
         station_ids: list[str] | None = None,
-        stations_lonlat: str | None = None,
+        stations_lonlat: str | Path | None = None,
         satellite_region: str | None = None,
         satellite_bbox: list[float] | None = None,
         use_satellite: bool = True,
