@@ -72,19 +72,22 @@ def write_inputs(folder: Path, frames: int, size: int, n_stations: int, seed: in
 
 
 def measure_pipeline(frames: int, size: int, workers: int, batches: int, batch_size: int,
-                     n_stations: int, folder: str) -> dict[str, Any]:
-    """Windows/s of the training loader over the inputs in ``folder`` (see write_inputs)."""
+                     n_stations: int, folder: str, satellite: bool = True) -> dict[str, Any]:
+    """Windows/s of the training loader over the inputs in ``folder`` (see write_inputs);
+    ``satellite=False`` reads the station record only."""
     import torch
 
     from benchmarks.perf import peak_rss_mib
     from vnnet.data.datamodule import WeatherDataModule
 
     torch.set_num_threads(1)
+    imports_mib = peak_rss_mib()
     folder_path = Path(folder)
     t0 = time.perf_counter()
     dm = WeatherDataModule(stations=str(folder_path / "stations.npy"),
                            stations_lonlat=str(folder_path / "lonlat.npy"),
-                           satellite=str(folder_path / "cube.npy"), satellite_region=REGION,
+                           satellite=str(folder_path / "cube.npy") if satellite else None,
+                           use_satellite=satellite, satellite_region=REGION,
                            target="air_temperature", n_his=12, n_pred=12, split=(0.7, 0.1, 0.2),
                            batch_size=batch_size, num_workers=workers, pin_memory=False,
                            image_range=([150.0] * CHANNELS, [350.0] * CHANNELS))
@@ -103,13 +106,13 @@ def measure_pipeline(frames: int, size: int, workers: int, batches: int, batch_s
         batch = next(it)
         n += batch.batch_size
     elapsed = time.perf_counter() - t0
-    shape = tuple(first.images.shape)
+    shape = None if first.images is None else tuple(first.images.shape)
     del it, loader
     return {"frames": frames, "size": size, "channels": CHANNELS, "workers": workers,
             "batch_size": batch_size, "batches": batches, "windows": n,
             "train_windows": len(dm.windows("train")), "setup_s": setup_s,
             "first_batch_s": first_s, "windows_s": n / elapsed, "images_shape": shape,
-            "peak_mib_main": peak_rss_mib(),
+            "peak_mib_imports": imports_mib, "peak_mib_main": peak_rss_mib(),
             # workers are forked: their ru_maxrss counts pages shared with the main process
             "peak_mib_workers": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
