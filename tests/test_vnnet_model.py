@@ -241,3 +241,5 @@ def test_encoder_context_keeps_the_images_in_h0_only(dm, batch):
     torch.testing.assert_close(context, states[-1].unsqueeze(1).expand_as(context))
     with pytest.raises(ValueError, match="context_source"):
         small_vnnet(dm, decoder_context=True, context_source="pixels")
+    with pytest.raises(ValueError, match="needs decoder_context=True"):
+        small_vnnet(dm, context_source="encoder")

@@ -104,6 +104,9 @@ class VNNet(ForecastModel):
         if context_source not in ("fused", "encoder"):
             raise ValueError(f"context_source must be 'fused' or 'encoder', got "
                              f"{context_source!r}")
+        if context_source == "encoder" and not decoder_context:
+            raise ValueError("context_source='encoder' chooses the decoder's per-step context, "
+                             "which needs decoder_context=True")
         self.context_source = context_source
         if isinstance(vision, dict):  # rebuilt from a checkpoint's plain hyper-parameters
             vision = VisionOptions(**vision)
@@ -180,7 +183,7 @@ class VNNet(ForecastModel):
         return 0.5 * (states + torch.tanh(fused))
 
     def forward(self, batch: Batch, teacher_forcing: float = 0.0) -> torch.Tensor:
-        if self.decoder_context and self.context_source == "encoder":
+        if self.context_source == "encoder":
             unfused = self.encode_stations(batch)
             states, context = self.fuse(unfused, batch), unfused[-1]
         else:
