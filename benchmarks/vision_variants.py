@@ -146,16 +146,75 @@ def run(name: str, epochs: int, seed: int, world: dict[str, Any],
     return result
 
 
+def _set_trainable(model: VNNet, vision_part: bool) -> None:
+    """Train only the vision branch, fusion and gate (True) or only the rest (False)."""
+    vision = {id(q) for m in (model.vision, model.fusion) for q in m.parameters()}
+    vision.add(id(model.fusion_gate))
+    for q in model.parameters():
+        q.requires_grad_((id(q) in vision) == vision_part)
+
+
+def run_staged(noise: bool, epochs: int, vision_epochs: int, seed: int, world: dict[str, Any],
+               vision: dict[str, Any] | None = None) -> dict[str, float]:
+    """N-Net first, then images as a residual on it: the clean test of whether frames add
+    information the stations lack.
+
+    A gated VN-Net (ReZero gate at 0: exactly N-Net with the context decoder) trains for
+    ``epochs`` with its vision branch frozen; then the station parts are frozen and only the
+    vision branch, fusion and gate train for ``vision_epochs``. The weights with the best
+    validation MAE over both stages are tested (the N-Net of stage 1 included), so the images
+    are kept only as far as they help on unseen days.
+    """
+    L.seed_everything(seed, verbose=False)
+    dm = WeatherDataModule(synthetic=world)
+    dm.setup("fit")
+    model = VNNet(dm.description(), decoder_context=True, image_noise=noise,
+                  vision=V(**{**(vision or {}), "gated": True}))
+    forecaster = Forecaster(model, lr=2e-3, scheduled_sampling=False)
+    quiet = dict(logger=False, enable_progress_bar=False, gradient_clip_val=1.0,
+                 enable_model_summary=False, default_root_dir="runs/vision_variants")
+    start = time.perf_counter()
+    _set_trainable(model, vision_part=False)
+    L.Trainer(max_epochs=epochs, enable_checkpointing=False, **quiet).fit(forecaster, dm)
+    trainer = L.Trainer(max_epochs=vision_epochs, enable_checkpointing=False, **quiet)
+    stage1_val = trainer.validate(forecaster, dm, verbose=False)[0]["val/mae"]
+    stage1_test = trainer.test(forecaster, dm, verbose=False)[0]
+    _set_trainable(model, vision_part=True)
+    best = L.pytorch.callbacks.ModelCheckpoint(monitor="val/mae", save_top_k=1,
+                                               dirpath=f"runs/vision_variants/staged{noise:d}")
+    trainer = L.Trainer(max_epochs=vision_epochs, callbacks=[best], **quiet)
+    trainer.fit(Forecaster(model, lr=2e-3, scheduled_sampling=False), dm)
+    stage2_val = float(best.best_model_score)
+    if stage2_val < stage1_val:
+        result = trainer.test(ckpt_path="best", datamodule=dm, verbose=False)[0]
+    else:
+        result = stage1_test
+    result.update(seconds=time.perf_counter() - start, stage1_val=stage1_val,
+                  stage2_val=stage2_val, stage1_test=stage1_test["test/mae"],
+                  gate=float(model.fusion_gate.detach().abs().mean()))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variant", choices=sorted(VARIANTS) + sorted(OPTION_VARIANTS))
+    parser.add_argument("variant", choices=sorted(VARIANTS) + sorted(OPTION_VARIANTS)
+                        + ["staged", "staged_noise"])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--world", default="{}", help="synthetic_world options as JSON")
     parser.add_argument("--vision", default="{}", help="VisionOptions as JSON (the *_opts "
                         "variants)")
+    parser.add_argument("--vision-epochs", type=int, default=6,
+                        help="second-stage epochs of the staged variants")
     args = parser.parse_args()
-    r = run(args.variant, args.epochs, args.seed, json.loads(args.world), json.loads(args.vision))
+    world, vision = json.loads(args.world), json.loads(args.vision)
+    if args.variant.startswith("staged"):
+        r = run_staged(args.variant == "staged_noise", args.epochs, args.vision_epochs,
+                       args.seed, world, vision)
+        print(f"STAGES val {r['stage1_val']:.3f} -> {r['stage2_val']:.3f}, test of stage 1 "
+              f"{r['stage1_test']:.3f}, mean |gate| {r['gate']:.4f}")
+    else:
+        r = run(args.variant, args.epochs, args.seed, world, vision)
     print(f"RESULT {args.variant} vision={args.vision} seed={args.seed} epochs={args.epochs} "
           f"world={args.world} "
           f"test_mae={r['test/mae']:.3f} h1={r['test/mae_h1']:.3f} h6={r['test/mae_h6']:.3f} "
