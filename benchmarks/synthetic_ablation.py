@@ -24,6 +24,8 @@ VARIANTS = {
                           "false"],
     "VN-Net, image-noise control": ["--model.model.init_args.image_noise", "true"],
     "VN-Net": [],
+    # The paper's DQAM local branch (own pixel only), without the upstream sampling.
+    "VN-Net, paper local branch": ["--model.model.init_args.vision.upstream_hours", "[]"],
 }
 
 

@@ -24,6 +24,7 @@ from vnnet.models.decoder import GCNDecoder
 from vnnet.models.fusion import DQAMFusion
 from vnnet.models.ngcn import NGCNEncoder
 from vnnet.models.vlstm import VLSTM
+from vnnet.nn.advection import WIND_VARIABLES, UpstreamSampler
 
 
 @dataclass
@@ -37,6 +38,10 @@ class VisionOptions:
     ``use_global``: False keeps only DQAM's local branch (each station reads its own pixel of
     the V-LSTM features, whose receptive field covers the surroundings), an ablation with far
     less capacity to fit image patterns.
+    ``upstream_hours``: look-back times (hours) at which each station also reads the V-LSTM
+    features upstream of it along the steering wind estimated from the stations' own wind
+    observations (``vnnet.nn.advection``, a vnnet extension; needs ``wind_speed`` and
+    ``wind_from_direction`` among the inputs). Empty (the default) is the paper's local branch.
     """
 
     stem_channels: int = 16
@@ -49,6 +54,7 @@ class VisionOptions:
     gated: bool = False
     brightness_jitter: float = 0.0
     use_global: bool = True
+    upstream_hours: tuple[float, ...] = ()
 
 
 def jitter_brightness(images: torch.Tensor, image_mask: torch.Tensor, amplitude: float
@@ -123,7 +129,7 @@ class VNNet(ForecastModel):
         self.encoder = NGCNEncoder(spec.n_stations, 2 * spec.n_inputs + 3, hidden, n_layers,
                                    embed_dim, adjacency, adaptive=adaptive,
                                    time_aware=time_aware, dynamic=dynamic)
-        self.vision = self.fusion = self.fusion_gate = None
+        self.vision = self.fusion = self.fusion_gate = self.upstream = None
         self.image_noise = image_noise
         self.brightness_jitter = 0.0 if vision is None else float(vision.brightness_jitter)
         if not 0.0 <= self.brightness_jitter < float("inf"):
@@ -134,9 +140,11 @@ class VNNet(ForecastModel):
                                 vision.stem_channels, vision.downsample, vision.scales,
                                 vision.stem_norm)
             rows, cols = spec.pixels_on_grid(*self.vision.feature_size)
+            if vision.upstream_hours:
+                self.upstream = _upstream_sampler(spec, vision.upstream_hours)
             self.fusion = DQAMFusion(hidden, rows, cols, self.vision.feature_size,
                                      vision.n_heads, vision.n_queries, vision.dropout,
-                                     vision.use_global)
+                                     vision.use_global, len(vision.upstream_hours))
             # ReZero-style gate (Bachlechner et al. 2021): zero at the start, so training
             # begins from N-Net and lets the image features in as far as they help.
             self.fusion_gate = nn.Parameter(torch.zeros(hidden)) if vision.gated else None
@@ -151,7 +159,8 @@ class VNNet(ForecastModel):
         config = super().config()
         vision = config["init_args"]["vision"]
         if isinstance(vision, VisionOptions):  # plain types only in checkpoints
-            config["init_args"]["vision"] = {**asdict(vision), "scales": list(vision.scales)}
+            config["init_args"]["vision"] = {**asdict(vision), "scales": list(vision.scales),
+                                             "upstream_hours": list(vision.upstream_hours)}
         return config
 
     def encode(self, batch: Batch) -> torch.Tensor:
@@ -174,7 +183,10 @@ class VNNet(ForecastModel):
         images = torch.rand_like(batch.images) if self.image_noise else batch.images
         if self.training and self.brightness_jitter > 0 and not self.image_noise:
             images = jitter_brightness(images, batch.image_mask, self.brightness_jitter)
-        fused = self.fusion(states, self.vision(images, batch.image_mask))
+        features = self.vision(images, batch.image_mask)
+        upstream = None if self.upstream is None else self.upstream(features, batch.x,
+                                                                    batch.x_mask)
+        fused = self.fusion(states, features, upstream)
         if self.fusion_gate is not None:
             return states + self.fusion_gate * torch.tanh(fused)
         # The fusion ends in a LayerNorm, which discards each state's own scale and offset;
@@ -201,3 +213,18 @@ class VNNet(ForecastModel):
         return self.decoder(states, go, self.spec.n_pred, targets=batch.y,
                             target_mask=batch.y_mask, teacher_forcing=teacher_forcing,
                             step_features=steps)
+
+
+def _upstream_sampler(spec: Any, hours: tuple[float, ...]) -> UpstreamSampler:
+    """The advection sampler for ``spec``'s stations, image grid and wind inputs."""
+    missing = [v for v in WIND_VARIABLES if v not in spec.input_variables]
+    if missing:
+        raise ValueError(f"VisionOptions.upstream_hours needs the inputs {list(WIND_VARIABLES)} "
+                         f"to estimate the cloud motion; the data lacks {missing} (inputs: "
+                         f"{spec.input_variables}). Add them or set upstream_hours: []")
+    scaler = spec.raw["station_scaler"]
+    where = [scaler["names"].index(v) for v in WIND_VARIABLES]
+    return UpstreamSampler(spec.lat, spec.lon, spec.image_lat, spec.image_lon,
+                           [spec.input_variables.index(v) for v in WIND_VARIABLES],
+                           [scaler["mean"][i] for i in where], [scaler["std"][i] for i in where],
+                           hours)
