@@ -243,6 +243,9 @@ def measure_model(kind: str, n_stations: int, batch_size: int, steps: int, warmu
         result["infer"][str(b)] = {"s": median, "flops": counter.get_total_flops(),
                                    "samples_s": b / median}
     result["peak_mib"] = peak_rss_mib()
+    from vnnet.runtime import huge_pages_active
+
+    result["huge_pages"] = huge_pages_active()
     return result
 
 
@@ -397,6 +400,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="tuned: measurement processes run with " + " ".join(
                             f"{k}={v}" for k, v in TUNED_MALLOC.items()) + " (glibc keeps "
                         "freed memory for reuse; see TUNED_MALLOC)")
+    parser.add_argument("--huge-pages", choices=["off", "on"], default="off",
+                        help="on: measurement processes run with THP_MEM_ALLOC_ENABLE=1 "
+                        "(PyTorch's transparent-huge-page allocation, what `vnnet` does; "
+                        "vnnet.runtime)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -434,7 +441,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows: list[dict] = []
     failed: list[str] = []
-    env = TUNED_MALLOC if args.malloc == "tuned" else None
+    env = dict(TUNED_MALLOC) if args.malloc == "tuned" else {}
+    env["THP_MEM_ALLOC_ENABLE"] = "1" if args.huge_pages == "on" else "0"
     if not args.pipeline_only:
         for kind in args.models:
             official = kind.startswith("official")
@@ -487,8 +495,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{', '.join(f'{v:.2f}' for v in info_end)} at the end. fp32 matmul peak "
             f"(torch.mm {mm_size}^2, best of 7): {peaks[0]:.1f} GFLOP/s at the start, "
             f"{peaks[1]:.1f} at the end; shares use {peak:.1f}. Memory allocator: "
-            + ("glibc default" if env is None else "tuned glibc malloc (" + ", ".join(
-                f"{k}={v}" for k, v in env.items()) + ")")
+            + ("glibc default" if args.malloc == "default" else "tuned glibc malloc (" + ", ".join(
+                f"{k}={v}" for k, v in TUNED_MALLOC.items()) + ")")
+            + f", transparent huge pages {args.huge_pages} (THP_MEM_ALLOC_ENABLE="
+            f"{env['THP_MEM_ALLOC_ENABLE']})"
             + (f". FAILED: {', '.join(failed)}" if failed else "") + ".", ""]
     if rows:
         text += [f"Sizes: batch {args.batch}, {sizes['n_his']} input hours, {sizes['n_pred']} "

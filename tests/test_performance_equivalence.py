@@ -1,7 +1,7 @@
 """Every speed option gives the same outputs and gradients as the plain path (issue 6).
 
 - MLVFEM ``fast`` (2-D convs over channels-last views) vs plain ``Conv3d``, train and eval mode,
-  BatchNorm running statistics included;
+  BatchNorm running statistics included; the fused BatchNorm + ReLU kernel vs the eager pair;
 - ConvLSTM ``split_gates`` (input part of the gates for all frames at once, no h-conv at the first
   step) vs the plain cell, with and without missing frames;
 - V-LSTM ``shared_frames`` (each distinct frame of a batch of overlapping windows encoded once)
@@ -30,6 +30,7 @@ from vnnet.data.batch import Batch
 from vnnet.models.official import VNNetOfficial, official_description
 from vnnet.models.vlstm import VLSTM, distinct_frames
 from vnnet.models.vnnet import VisionOptions, VNNet
+from vnnet.nn import bn_relu as fused
 from vnnet.nn.convlstm import ConvLSTM
 from vnnet.nn.r2plus1d import MLVFEM
 
@@ -104,6 +105,48 @@ def test_mlvfem_fast_path_matches_conv3d(training: bool, dtype: torch.dtype) -> 
     _assert_same_grads(plain, fast, dtype)
     for (k, bp), (_, bf) in zip(plain.named_buffers(), fast.named_buffers(), strict=True):
         _close(bf, bp, dtype, k)  # running stats
+
+
+@pytest.mark.parametrize("dims", [4, 5], ids=["2d", "3d"])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_fused_bn_relu_matches_the_eager_pair(dims: int, momentum: float | None) -> None:
+    assert fused.available(), "the fused kernel did not compile: the fast path is untested"
+    torch.manual_seed(3)
+    shape = (3, 45, 4, 9, 11)[:dims]
+    layout = torch.channels_last if dims == 4 else torch.channels_last_3d
+    x = (torch.randn(shape) * 3 + 1).contiguous(memory_format=layout)
+    bn = (torch.nn.BatchNorm2d if dims == 4 else torch.nn.BatchNorm3d)(45, momentum=momentum)
+    with torch.no_grad():
+        bn.weight.uniform_(-1.0, 1.5)  # negative scales flip which side the ReLU keeps
+        bn.bias.uniform_(-1.0, 1.0)
+        bn.running_mean.uniform_(-0.5, 0.5)
+    ref = copy.deepcopy(bn)
+    assert fused.supports(x, bn)
+    xf, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    for _ in range(2):  # two steps: running statistics and the momentum-None average
+        out_f, out_e = fused.bn_relu(xf, bn), torch.relu(ref(xe))
+        torch.testing.assert_close(out_f, out_e, atol=1e-5, rtol=1e-5)
+        assert out_f.is_contiguous(memory_format=layout)
+        w = torch.randn_like(out_e)
+        (out_f * w).sum().backward()
+        (out_e * w).sum().backward()
+    torch.testing.assert_close(xf.grad, xe.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(bn.weight.grad, ref.weight.grad, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(bn.bias.grad, ref.bias.grad, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(bn.running_mean, ref.running_mean)
+    torch.testing.assert_close(bn.running_var, ref.running_var)
+    assert int(bn.num_batches_tracked) == int(ref.num_batches_tracked) == 2
+
+
+def test_fused_bn_relu_falls_back_where_it_does_not_apply() -> None:
+    bn = torch.nn.BatchNorm3d(4)
+    x = torch.randn(2, 4, 3, 5, 5).contiguous(memory_format=torch.channels_last_3d)
+    assert fused.supports(x, bn)
+    assert not fused.supports(x.contiguous(), bn)  # not channels-last
+    assert not fused.supports(x.double(), copy.deepcopy(bn).double())  # float64: eager
+    bn.eval()
+    assert not fused.supports(x, bn)  # running statistics: eager
+    torch.testing.assert_close(fused.bn_relu(x, bn), torch.relu(bn(x)))
 
 
 def test_mlvfem_fast_is_a_switch_with_the_same_parameters() -> None:

@@ -27,8 +27,9 @@ weights and the same arithmetic, run as 2-D convolutions over views of a channel
 ``(b c t H W)`` tensor (physically ``(b t H W c)``): the ``1 x k x k`` conv is a 2-D conv over
 ``(b*t) c H W`` and the ``k x 1 x 1`` conv a ``k x 1`` 2-D conv over ``b c t (H*W)``, both views
 without copies; on CPU the temporal conv's weight gradient is computed as matrix products
-(:class:`_TemporalConv2d`). On CPU (oneDNN) the encoder's forward + backward is then more than
-twice as fast as with ``Conv3d`` (``benchmarks/perf.py``);
+(:class:`_TemporalConv2d`), and each training-mode BatchNorm + ReLU pair is one fused kernel
+(:func:`vnnet.nn.bn_relu.bn_relu`, fewer passes over memory). On CPU (oneDNN) the encoder's
+forward + backward is then more than twice as fast as with ``Conv3d`` (``benchmarks/perf.py``);
 ``tests/test_performance_equivalence.py`` checks outputs, gradients and BatchNorm statistics.
 """
 
@@ -37,6 +38,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vnnet.nn.bn_relu import bn_relu
 
 __all__ = ["MLVFEM", "FactorisedConv3d", "R2Plus1DBlock", "intermediate_channels"]
 
@@ -85,9 +88,9 @@ class FactorisedConv3d(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fast:
             return super().forward(x)
-        spatial, bn1, relu1, temporal, bn2, relu2 = self
-        x = relu1(bn1(_spatial_conv(x, spatial)))
-        return relu2(bn2(_temporal_conv(x, temporal)))
+        spatial, bn1, _, temporal, bn2, _ = self
+        x = bn_relu(_spatial_conv(x, spatial), bn1)
+        return bn_relu(_temporal_conv(x, temporal), bn2)
 
 
 def _spatial_conv(x: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
@@ -187,7 +190,8 @@ class R2Plus1DBlock(nn.Module):
                          if downsample else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        res = torch.relu(self.bn1(self.conv1(x)))
+        res = self.conv1(x)
+        res = bn_relu(res, self.bn1) if self.conv1.fast else torch.relu(self.bn1(res))
         res = self.bn2(self.conv2(res))
         return torch.relu(self.shortcut(x) + res)
 
