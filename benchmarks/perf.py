@@ -169,8 +169,13 @@ def _masked_mae(pred, batch):  # noqa: ANN001, ANN202
 
 def measure_model(kind: str, n_stations: int, batch_size: int, steps: int, warmup: int,
                   infer_batches: list[int], infer_reps: int, infer_warmup: int, sizes: dict,
-                  threads: int) -> dict[str, Any]:
+                  threads: int, caching_allocator: bool = False) -> dict[str, Any]:
     """All figures of one model and region size, in this process (see the module docstring)."""
+    if caching_allocator:  # before the first large tensor
+        from vnnet.runtime import use_caching_allocator
+
+        if not use_caching_allocator():
+            raise RuntimeError("the caching CPU allocator did not install")
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -246,6 +251,10 @@ def measure_model(kind: str, n_stations: int, batch_size: int, steps: int, warmu
     from vnnet.runtime import huge_pages_active
 
     result["huge_pages"] = huge_pages_active()
+    if caching_allocator:
+        from vnnet.runtime import caching_allocator_stats
+
+        result["allocator"] = caching_allocator_stats()
     return result
 
 
@@ -404,6 +413,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="on: measurement processes run with THP_MEM_ALLOC_ENABLE=1 "
                         "(PyTorch's transparent-huge-page allocation, what `vnnet` does; "
                         "vnnet.runtime)")
+    parser.add_argument("--cpu-allocator", choices=["default", "caching"], default="default",
+                        help="caching: measurement processes serve CPU tensors from "
+                        "vnnet.runtime's caching allocator (what `vnnet` does)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -454,7 +466,8 @@ def main(argv: list[str] | None = None) -> None:
                         "infer_batches": args.infer_batches,
                         "infer_reps": 1 if official else args.infer_reps,
                         "infer_warmup": 0 if official else 1, "sizes": sizes,
-                        "threads": args.threads}
+                        "threads": args.threads,
+                        "caching_allocator": args.cpu_allocator == "caching"}
                 label = f"{kind} N={n}"
                 print(f"running {label} ...", file=sys.stderr, flush=True)
                 try:
@@ -498,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
             + ("glibc default" if args.malloc == "default" else "tuned glibc malloc (" + ", ".join(
                 f"{k}={v}" for k, v in TUNED_MALLOC.items()) + ")")
             + f", transparent huge pages {args.huge_pages} (THP_MEM_ALLOC_ENABLE="
-            f"{env['THP_MEM_ALLOC_ENABLE']})"
+            f"{env['THP_MEM_ALLOC_ENABLE']}), CPU allocator {args.cpu_allocator}"
             + (f". FAILED: {', '.join(failed)}" if failed else "") + ".", ""]
     if rows:
         text += [f"Sizes: batch {args.batch}, {sizes['n_his']} input hours, {sizes['n_pred']} "

@@ -41,3 +41,55 @@ def test_the_vnnet_command_runs_with_huge_pages() -> None:
             "try:\n    console.main()\nexcept SystemExit:\n    pass\n"
             "from vnnet.runtime import huge_pages_active; print(huge_pages_active())")
     assert run(code) == "True"
+
+
+CACHING_CHECK = """
+import torch
+from vnnet.runtime import caching_allocator_stats, use_caching_allocator
+assert use_caching_allocator()
+a = torch.empty(3 << 20, dtype=torch.uint8)  # 3 MiB: a large block, rounded to 4 MiB
+ptr = a.data_ptr()
+del a
+b = torch.empty(4 << 20, dtype=torch.uint8)  # the same rounded size: the cached block
+assert b.data_ptr() == ptr, "a freed block of the same size class is reused"
+small = torch.empty(1000)
+assert caching_allocator_stats()["hits"] >= 1
+# No aliasing: many live tensors of mixed sizes keep their own values through frees and reuse.
+torch.manual_seed(0)
+live = {}
+for i in range(200):
+    n = int(torch.randint(1, 3 << 20, ()).item())
+    live[i] = torch.full((n,), float(i), dtype=torch.float32)
+    if i % 3 == 0:  # free a random live tensor
+        keys = sorted(live)
+        del live[keys[int(torch.randint(0, len(keys), ()).item())]]
+for k, v in live.items():
+    assert bool((v == k).all()), k
+# oneDNN's raw allocations go through it too (a convolution and its backward).
+x = torch.randn(8, 16, 64, 64, requires_grad=True)
+w = torch.randn(32, 16, 3, 3, requires_grad=True)
+torch.nn.functional.conv2d(x, w, padding=1).square().sum().backward()
+print(caching_allocator_stats()["hits"] > 1)
+"""
+
+
+def test_caching_allocator_reuses_blocks_without_aliasing() -> None:
+    assert run(CACHING_CHECK) == "True"
+
+
+def test_caching_allocator_stays_within_its_budget() -> None:
+    code = ("import os, torch\nfrom vnnet.runtime import caching_allocator_stats, "
+            "use_caching_allocator\n"
+            "total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')\n"
+            "use_caching_allocator(8 * 2 ** 20 / total)  # an 8 MiB budget\n"
+            "for n in range(1, 12):\n    torch.empty(n << 20, dtype=torch.uint8)\n"
+            "s = caching_allocator_stats()\n"
+            "print(s['cached_bytes'] <= s['limit_bytes'] and s['releases'] > 0)")
+    assert run(code) == "True"
+
+
+def test_caching_allocator_bad_fraction() -> None:
+    code = ("from vnnet.runtime import use_caching_allocator\ntry:\n"
+            "    use_caching_allocator(0.0)\nexcept ValueError as e:\n"
+            "    print('fraction' in str(e))")
+    assert run(code) == "True"

@@ -28,6 +28,7 @@ from vnnet.data.schema import describe_stations
 from vnnet.data.synthetic import synthetic_world
 from vnnet.forecaster import Forecaster
 from vnnet.predict import NetCDFPredictionWriter
+from vnnet.runtime import use_caching_allocator
 
 
 def describe_data(datamodule: WeatherDataModule) -> dict[str, Any]:
@@ -45,6 +46,9 @@ class VNNetCLI(LightningCLI):
         parser.add_lightning_class_args(NetCDFPredictionWriter, "prediction_writer")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after 'fit', test the best checkpoint and print the table")
+        parser.add_argument("--cpu_caching_allocator", type=bool, default=True,
+                            help="reuse freed CPU tensor memory between steps instead of "
+                            "returning it to the system (vnnet.runtime.use_caching_allocator)")
         parser.set_defaults({
             "early_stopping.monitor": "val/mae", "early_stopping.mode": "min",
             "early_stopping.patience": 15,
@@ -52,6 +56,11 @@ class VNNetCLI(LightningCLI):
             "checkpoint.save_last": True, "checkpoint.filename": "best-{epoch:03d}",
             "trainer.gradient_clip_val": 1.0, "trainer.max_epochs": 100,
         })
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("cpu_caching_allocator", False):
+            use_caching_allocator()
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         super()._add_subcommands(parser, **kwargs)
