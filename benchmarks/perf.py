@@ -288,12 +288,19 @@ def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _allocation(row: dict) -> str:
+    """How the measured process allocated CPU memory."""
+    parts = (["huge pages"] if row.get("huge_pages") else []) \
+        + (["caching allocator"] if row.get("allocator") else [])
+    return " + ".join(parts) or "PyTorch default"
+
+
 def model_table(rows: list[dict], peak: float) -> str:
     sizes = sorted({int(b) for r in rows for b in r["infer"]})
     head = ["model", "N", "windows", "params", "train step s (median)", "train samples/s",
             "GFLOP / train step", "% of matmul peak (train)",
             *[f"infer samples/s b{b}" for b in sizes],
-            *[f"% of peak (infer b{b})" for b in sizes], "peak RSS MiB"]
+            *[f"% of peak (infer b{b})" for b in sizes], "peak RSS MiB", "allocation"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         gflop = r["train_flops"] / 1e9
@@ -305,7 +312,7 @@ def model_table(rows: list[dict], peak: float) -> str:
                  *[_fmt(i["samples_s"]) if i else "-" for i in infer],
                  *[_fmt(100 * i["flops"] / 1e9 / i["s"] / peak, 1) if i else "-"
                    for i in infer],
-                 _fmt(r["peak_mib"], 0)]
+                 _fmt(r["peak_mib"], 0), _allocation(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -416,6 +423,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-allocator", choices=["default", "caching"], default="default",
                         help="caching: measurement processes serve CPU tensors from "
                         "vnnet.runtime's caching allocator (what `vnnet` does)")
+    parser.add_argument("--plain-env", choices=["same", "default"], default="same",
+                        help="default: the -plain references run as a plain PyTorch process "
+                        "(no huge pages, PyTorch's allocator), the rest as set above, so one "
+                        "run compares vnnet's path with the reference as usually run")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -468,10 +479,14 @@ def main(argv: list[str] | None = None) -> None:
                         "infer_warmup": 0 if official else 1, "sizes": sizes,
                         "threads": args.threads,
                         "caching_allocator": args.cpu_allocator == "caching"}
+                child_env = env
+                if kind.endswith("-plain") and args.plain_env == "default":
+                    spec["caching_allocator"] = False
+                    child_env = {**env, "THP_MEM_ALLOC_ENABLE": "0"}
                 label = f"{kind} N={n}"
                 print(f"running {label} ...", file=sys.stderr, flush=True)
                 try:
-                    r = _run_child(["--child", json.dumps(spec)], label, log, env)
+                    r = _run_child(["--child", json.dumps(spec)], label, log, child_env)
                 except RuntimeError as err:  # e.g. out of memory: report, go on
                     print(f"  {label} FAILED: {str(err)[-500:]}", file=sys.stderr, flush=True)
                     failed.append(label)
@@ -512,6 +527,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{k}={v}" for k, v in TUNED_MALLOC.items()) + ")")
             + f", transparent huge pages {args.huge_pages} (THP_MEM_ALLOC_ENABLE="
             f"{env['THP_MEM_ALLOC_ENABLE']}), CPU allocator {args.cpu_allocator}"
+            + ("; the -plain references with neither (a plain PyTorch process)"
+               if args.plain_env == "default" else "")
             + (f". FAILED: {', '.join(failed)}" if failed else "") + ".", ""]
     if rows:
         text += [f"Sizes: batch {args.batch}, {sizes['n_his']} input hours, {sizes['n_pred']} "
