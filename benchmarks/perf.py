@@ -171,11 +171,12 @@ def measure_model(kind: str, n_stations: int, batch_size: int, steps: int, warmu
                   infer_batches: list[int], infer_reps: int, infer_warmup: int, sizes: dict,
                   threads: int, caching_allocator: bool = False) -> dict[str, Any]:
     """All figures of one model and region size, in this process (see the module docstring)."""
-    if caching_allocator:  # before the first large tensor
-        from vnnet.runtime import use_caching_allocator
+    from vnnet.runtime import huge_pages_active, use_caching_allocator
 
-        if not use_caching_allocator():
-            raise RuntimeError("the caching CPU allocator did not install")
+    if caching_allocator and not use_caching_allocator():  # before the first large tensor
+        raise RuntimeError("the caching CPU allocator did not install")
+    # Checked first: once blocks are cached, a probe may reuse one and show no new pages.
+    huge_pages = huge_pages_active()
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -248,9 +249,7 @@ def measure_model(kind: str, n_stations: int, batch_size: int, steps: int, warmu
         result["infer"][str(b)] = {"s": median, "flops": counter.get_total_flops(),
                                    "samples_s": b / median}
     result["peak_mib"] = peak_rss_mib()
-    from vnnet.runtime import huge_pages_active
-
-    result["huge_pages"] = huge_pages_active()
+    result["huge_pages"] = huge_pages
     if caching_allocator:
         from vnnet.runtime import caching_allocator_stats
 

@@ -93,3 +93,44 @@ def test_caching_allocator_bad_fraction() -> None:
             "    use_caching_allocator(0.0)\nexcept ValueError as e:\n"
             "    print('fraction' in str(e))")
     assert run(code) == "True"
+
+
+STEP = """
+import sys, torch
+caching = sys.argv[1] == "1"
+if caching:
+    from vnnet.runtime import use_caching_allocator
+    assert use_caching_allocator()
+from vnnet.models.official import VNNetOfficial, official_description
+from benchmarks.perf import make_batch
+torch.manual_seed(0)
+description = official_description(5, image_channels=3, image_size=16, n_his=4, n_pred=3)
+model = VNNetOfficial(description)
+batch = make_batch(description, 2, True)
+outs = []
+for _ in range(3):  # later steps run on reused blocks
+    model.zero_grad()
+    out = model(batch)
+    out.square().mean().backward()
+    outs.append(out.detach().clone())
+torch.save({"out": outs, "grads": {k: p.grad for k, p in model.named_parameters()}}, sys.argv[2])
+"""
+
+
+def test_caching_allocator_changes_no_value(tmp_path: Path) -> None:
+    """The same training steps, bit for bit, with PyTorch's allocator and with the cache."""
+    import torch
+
+    results = []
+    for caching in ("0", "1"):
+        path = tmp_path / f"step{caching}.pt"
+        subprocess.run([sys.executable, "-c", STEP, caching, str(path)], check=True,
+                       cwd=Path(__file__).parents[1], capture_output=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        results.append(torch.load(path))
+    plain, cached = results
+    for a, b in zip(plain["out"], cached["out"], strict=True):
+        assert torch.equal(a, b)
+    assert plain["grads"].keys() == cached["grads"].keys()
+    for name, grad in plain["grads"].items():
+        assert torch.equal(grad, cached["grads"][name]), name
