@@ -4,9 +4,11 @@
 from vnnet.nn.adjacency import AdaptiveAdjacency as AdaptiveAdjacency
 from vnnet.nn.adjacency import DynamicAdjacency as DynamicAdjacency
 from vnnet.nn.adjacency import row_normalize as row_normalize
+from vnnet.nn.advection import UpstreamSampler as UpstreamSampler
 from vnnet.nn.attention import CrossAttentionBlock as CrossAttentionBlock
 from vnnet.nn.attention import MultiScaleChannelSpatial as MultiScaleChannelSpatial
 from vnnet.nn.attention import positional_encoding_2d as positional_encoding_2d
+from vnnet.nn.bn_relu import bn_relu as bn_relu
 from vnnet.nn.convlstm import ConvLSTM as ConvLSTM
 from vnnet.nn.convlstm import ConvLSTMCell as ConvLSTMCell
 from vnnet.nn.degcn import DEGCNEncoder as DEGCNEncoder
