@@ -44,7 +44,8 @@ def _anon_huge_kib() -> int:
 
 def huge_pages_active() -> bool:
     """Whether a large CPU tensor allocated now is backed by transparent huge pages (an 8 MiB
-    probe is written and the process's ``AnonHugePages`` checked)."""
+    probe is written and the process's ``AnonHugePages`` checked). Ask before the caching
+    allocator holds blocks: a probe served from its cache adds no pages and reads False."""
     import torch
 
     if not _SYSFS.exists() or "[never]" in _SYSFS.read_text():
