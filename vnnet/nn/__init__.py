@@ -8,7 +8,6 @@ from vnnet.nn.advection import UpstreamSampler as UpstreamSampler
 from vnnet.nn.attention import CrossAttentionBlock as CrossAttentionBlock
 from vnnet.nn.attention import MultiScaleChannelSpatial as MultiScaleChannelSpatial
 from vnnet.nn.attention import positional_encoding_2d as positional_encoding_2d
-from vnnet.nn.bn_relu import bn_relu as bn_relu
 from vnnet.nn.convlstm import ConvLSTM as ConvLSTM
 from vnnet.nn.convlstm import ConvLSTMCell as ConvLSTMCell
 from vnnet.nn.degcn import DEGCNEncoder as DEGCNEncoder
