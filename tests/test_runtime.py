@@ -17,10 +17,11 @@ pytestmark = pytest.mark.skipif(not THP.exists() or "[never]" in THP.read_text()
                                 reason="this kernel has no transparent huge pages")
 
 
-def run(code: str, **env: str) -> str:
+def run(code: str, *args: str, **env: str) -> str:
+    """Run ``code`` in a fresh interpreter at the repository root; its last line of output."""
     environ = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**environ, **env}, check=True)
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                            env={**environ, **env}, check=True, cwd=Path(__file__).parents[1])
     return result.stdout.strip().splitlines()[-1]
 
 
@@ -114,6 +115,7 @@ for _ in range(3):  # later steps run on reused blocks
     out.square().mean().backward()
     outs.append(out.detach().clone())
 torch.save({"out": outs, "grads": {k: p.grad for k, p in model.named_parameters()}}, sys.argv[2])
+print("saved")
 """
 
 
@@ -124,9 +126,7 @@ def test_caching_allocator_changes_no_value(tmp_path: Path) -> None:
     results = []
     for caching in ("0", "1"):
         path = tmp_path / f"step{caching}.pt"
-        subprocess.run([sys.executable, "-c", STEP, caching, str(path)], check=True,
-                       cwd=Path(__file__).parents[1], capture_output=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert run(STEP, caching, str(path), OMP_NUM_THREADS="1") == "saved"
         results.append(torch.load(path))
     plain, cached = results
     for a, b in zip(plain["out"], cached["out"], strict=True):
