@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vnnet.data.coregistration import station_pixels
+
 __all__ = ["UpstreamSampler", "WIND_VARIABLES"]
 
 WIND_VARIABLES = ("wind_speed", "wind_from_direction")
@@ -62,15 +64,14 @@ class UpstreamSampler(nn.Module):
         if not steering_ratio > 0:
             raise ValueError(f"steering_ratio must be > 0, got {steering_ratio}")
         image_lat, image_lon = np.asarray(image_lat, float), np.asarray(image_lon, float)
-        lat_step, lon_step = image_lat[1] - image_lat[0], image_lon[1] - image_lon[0]
-        lat_edge, lon_edge = image_lat[0] - lat_step / 2, image_lon[0] - lon_step / 2
-        # Station positions as fractions of the box from the first row/column edge, and how
-        # far one degree of latitude/longitude moves along rows/columns (signed: row 0 may be
-        # north).
-        frac = np.stack([(np.asarray(station_lon) - lon_edge) / (lon_step * image_lon.size),
-                         (np.asarray(station_lat) - lat_edge) / (lat_step * image_lat.size)], -1)
+        # Station positions as fractions of the box from the first row/column edge (the
+        # co-registration's, which also rejects stations outside the image), and how far one
+        # degree of latitude/longitude moves along rows/columns (signed: row 0 may be north).
+        where = station_pixels(station_lat, station_lon, image_lat, image_lon)
+        frac = np.stack([where.frac_cols, where.frac_rows], -1)  # (n 2): x = col, y = row
         coslat = math.cos(math.radians(float(np.mean(station_lat))))
-        per_deg = [1.0 / (lon_step * image_lon.size), 1.0 / (lat_step * image_lat.size)]
+        per_deg = [1.0 / ((image_lon[1] - image_lon[0]) * image_lon.size),
+                   1.0 / ((image_lat[1] - image_lat[0]) * image_lat.size)]
         self.register_buffer("station_frac", torch.tensor(frac, dtype=torch.float32))
         # km/h of eastward / northward motion -> fraction of the box per hour (x = col, y = row).
         self.register_buffer("kmh_to_frac", torch.tensor(
@@ -83,10 +84,6 @@ class UpstreamSampler(nn.Module):
         self.wind_hours = int(wind_hours)
         self.log_steering_ratio = nn.Parameter(torch.tensor(math.log(steering_ratio)))
         self.turn = nn.Parameter(torch.zeros(()))  # radians, counter-clockwise
-
-    @property
-    def n_hours(self) -> int:
-        return self.hours.numel()
 
     def steering_wind(self, x: torch.Tensor, x_mask: torch.Tensor) -> torch.Tensor:
         """(b 2) estimated cloud motion (east, north) in km/h from scaled (b t n f) inputs."""
