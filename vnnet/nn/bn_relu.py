@@ -38,11 +38,13 @@ _SOURCE = r"""
 #include <vector>
 #include <cmath>
 
-// x: (M, C) row-major view of a channels-last tensor. Returns per-channel sum and sum of
-// squares of (x - shift) in double, shift = the first row (keeps the variance well
-// conditioned).
-static void channel_moments(const float* x, int64_t M, int64_t C, const float* shift,
-                            std::vector<double>& s1, std::vector<double>& s2) {
+// Per-channel sums (s1, s2) of two per-element terms over the M rows of an (M, C) matrix:
+// add_row(i, b1, b2) adds row i's terms to the float accumulators b1, b2 (C each). Rows are
+// split into chunks for at::parallel_for; each chunk sums 256-row blocks in float, then in
+// double.
+template <typename AddRow>
+static void channel_sums(int64_t M, int64_t C, const AddRow& add_row,
+                         std::vector<double>& s1, std::vector<double>& s2) {
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads() * 4,
                                                                 (M + 4095) / 4096));
   std::vector<double> p1(chunks * C, 0.0), p2(chunks * C, 0.0);
@@ -50,24 +52,15 @@ static void channel_moments(const float* x, int64_t M, int64_t C, const float* s
     std::vector<float> v1(C), v2(C);
     float* __restrict b1 = v1.data();
     float* __restrict b2 = v2.data();
-    const float* __restrict sh = shift;
     for (int64_t k = lo; k < hi; ++k) {
       const int64_t r0 = M * k / chunks, r1 = M * (k + 1) / chunks;
       double* q1 = p1.data() + k * C;
       double* q2 = p2.data() + k * C;
-      for (int64_t r = r0; r < r1; r += 256) {  // float blocks of 256 rows, then double
+      for (int64_t r = r0; r < r1; r += 256) {
         const int64_t re = std::min(r1, r + 256);
         std::fill(b1, b1 + C, 0.f);
         std::fill(b2, b2 + C, 0.f);
-        for (int64_t i = r; i < re; ++i) {
-          const float* __restrict row = x + i * C;
-          #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) {
-            const float d = row[c] - sh[c];
-            b1[c] += d;
-            b2[c] += d * d;
-          }
-        }
+        for (int64_t i = r; i < re; ++i) add_row(i, b1, b2);
         for (int64_t c = 0; c < C; ++c) { q1[c] += b1[c]; q2[c] += b2[c]; }
       }
     }
@@ -83,9 +76,19 @@ std::vector<torch::Tensor> bn_relu_forward(torch::Tensor x2, torch::Tensor gamma
                                            torch::Tensor beta, double eps) {
   const int64_t M = x2.size(0), C = x2.size(1);
   const float* x = x2.data_ptr<float>();
+  // Moments of (x - shift), shift = the first row: keeps the variance well conditioned.
   std::vector<float> shift(x, x + C);
   std::vector<double> s1, s2;
-  channel_moments(x, M, C, shift.data(), s1, s2);
+  const float* __restrict sh = shift.data();
+  channel_sums(M, C, [&](int64_t i, float* __restrict b1, float* __restrict b2) {
+    const float* __restrict row = x + i * C;
+    #pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float d = row[c] - sh[c];
+      b1[c] += d;
+      b2[c] += d * d;
+    }
+  }, s1, s2);
   auto opts = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor mean = torch::empty({C}, opts), var = torch::empty({C}, opts);
   std::vector<float> a(C), b(C);
@@ -135,39 +138,20 @@ std::vector<torch::Tensor> bn_relu_backward(torch::Tensor grad2, torch::Tensor x
     b[c] = static_cast<float>(be[c] - mean.data_ptr<double>()[c] * g[c] * iv);
   }
   // Pass 1: sum of the masked gradient and of its product with (x - mean), per channel.
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads() * 4,
-                                                                (M + 4095) / 4096));
-  std::vector<double> p1(chunks * C, 0.0), p2(chunks * C, 0.0);
-  at::parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<float> v1(C), v2(C);
-    float* __restrict b1 = v1.data();
-    float* __restrict b2 = v2.data();
-    const float* __restrict pa = a.data();
-    const float* __restrict pb = b.data();
-    const float* __restrict pm = mu.data();
-    for (int64_t k = lo; k < hi; ++k) {
-      const int64_t r0 = M * k / chunks, r1 = M * (k + 1) / chunks;
-      for (int64_t r = r0; r < r1; r += 256) {
-        const int64_t re = std::min(r1, r + 256);
-        std::fill(b1, b1 + C, 0.f);
-        std::fill(b2, b2 + C, 0.f);
-        for (int64_t i = r; i < re; ++i) {
-          const float* __restrict row = x + i * C;
-          const float* __restrict gr = gy + i * C;
-          #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) {
-            const float gm = (row[c] * pa[c] + pb[c] > 0.f) ? gr[c] : 0.f;
-            b1[c] += gm;
-            b2[c] += gm * (row[c] - pm[c]);
-          }
-        }
-        for (int64_t c = 0; c < C; ++c) { p1[k * C + c] += b1[c]; p2[k * C + c] += b2[c]; }
-      }
+  std::vector<double> sg, sgx;
+  const float* __restrict pa = a.data();
+  const float* __restrict pb = b.data();
+  const float* __restrict pm = mu.data();
+  channel_sums(M, C, [&](int64_t i, float* __restrict b1, float* __restrict b2) {
+    const float* __restrict row = x + i * C;
+    const float* __restrict gr = gy + i * C;
+    #pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const float gm = (row[c] * pa[c] + pb[c] > 0.f) ? gr[c] : 0.f;
+      b1[c] += gm;
+      b2[c] += gm * (row[c] - pm[c]);
     }
-  });
-  std::vector<double> sg(C, 0.0), sgx(C, 0.0);
-  for (int64_t k = 0; k < chunks; ++k)
-    for (int64_t c = 0; c < C; ++c) { sg[c] += p1[k * C + c]; sgx[c] += p2[k * C + c]; }
+  }, sg, sgx);
   torch::Tensor grad_gamma = torch::empty({C}, gamma.options());
   torch::Tensor grad_beta = torch::empty({C}, gamma.options());
   std::vector<float> k0(C), k1(C);
@@ -183,9 +167,6 @@ std::vector<torch::Tensor> bn_relu_backward(torch::Tensor grad2, torch::Tensor x
   torch::Tensor gx2 = torch::empty_like(x2);
   float* gx = gx2.data_ptr<float>();
   at::parallel_for(0, M, 2048, [&](int64_t lo, int64_t hi) {
-    const float* __restrict pa = a.data();
-    const float* __restrict pb = b.data();
-    const float* __restrict pm = mu.data();
     const float* __restrict p0 = k0.data();
     const float* __restrict p1 = k1.data();
     for (int64_t i = lo; i < hi; ++i) {
