@@ -6,6 +6,9 @@ metrics table; ``vnnet predict`` writes netCDF forecasts. The datamodule's descr
 argument, so the YAML holds only what a user chooses.
 ``vnnet data synthetic --out DIR`` writes the synthetic world (stations.nc, satellite.nc);
 ``vnnet data describe PATH`` summarises a station or satellite file;
+``vnnet data convert --observations CSV --stations CSV --out FILE ...`` converts station CSVs
+(column mapping and units as arguments or ``--config YAML``); ``vnnet data aimsir17 --out FILE``
+writes the aimsir17 real observations;
 ``vnnet reproduce --grid GRID.yaml --out DIR`` runs a grid of trainings into the paper's tables
 (``vnnet.reproduce``); ``vnnet plot lead|map|frame ... --out FIG.png`` draws figures
 (``vnnet.cli_plot``).
@@ -18,12 +21,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from vnnet.data.datamodule import WeatherDataModule
-from vnnet.data.readers import open_satellite, open_stations, write_satellite, write_stations
+from vnnet.data.readers import (
+    open_satellite,
+    open_stations,
+    read_aimsir17,
+    read_stations_csv,
+    write_satellite,
+    write_stations,
+)
 from vnnet.data.schema import describe_stations
 from vnnet.data.synthetic import synthetic_world
 from vnnet.forecaster import Forecaster
@@ -91,6 +101,42 @@ def _data_parser() -> ArgumentParser:
     describe.add_argument("path", type=str, help=".nc or .zarr file")
     describe.add_argument("--kind", choices=["stations", "satellite"], default="stations")
     commands.add_subcommand("describe", describe, help="summarise a data file")
+    commands.add_subcommand("convert", _convert_parser(), help="station CSVs -> netCDF / zarr")
+    aimsir17 = ArgumentParser(description="Write the aimsir17 observations (25 Irish stations, "
+                              "2017, CC BY 4.0 Met Éireann) as a contract station file.")
+    aimsir17.add_argument("--out", type=str, required=True, help=".nc or .zarr file to write")
+    aimsir17.add_argument("--folder", type=str | None, default=None, help="the aimsir17 "
+                          "folder (default: $VNNET_AIMSIR17, else ../shared/data/aimsir17 "
+                          "beside the checkout)")
+    commands.add_subcommand("aimsir17", aimsir17, help="write the aimsir17 real observations")
+    return parser
+
+
+def _convert_parser() -> ArgumentParser:
+    """``vnnet data convert``: the arguments of ``read_stations_csv`` plus ``--out``."""
+    parser = ArgumentParser(description="Convert a long-format observation CSV (.csv or "
+                            ".csv.gz) and a station table into a contract station file (.nc or "
+                            ".zarr), converting units to the catalogue's.")
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file with these "
+                        "arguments, e.g. configs/aimsir17/convert.yaml")
+    parser.add_argument("--observations", type=str, required=True, help="observation CSV: one "
+                        "row per station and time, one column per variable")
+    parser.add_argument("--stations", type=str, required=True, help="station table CSV: id, "
+                        "latitude, longitude (deg), elevation (m)")
+    parser.add_argument("--out", type=str, required=True, help=".nc or .zarr file to write")
+    parser.add_argument("--time_column", type=str, default="time")
+    parser.add_argument("--station_column", type=str, default="station",
+                        help="station id column, in both files")
+    parser.add_argument("--variables", type=dict[str, str] | None, default=None,
+                        help="source column -> CF variable name, e.g. "
+                        "'{\"wdsp\": \"wind_speed\"}'; only mapped columns are read (default: "
+                        "every column, as named)")
+    parser.add_argument("--units", type=dict[str, str] | None, default=None,
+                        help="source units by column or variable, e.g. '{\"wdsp\": \"knots\"}'; "
+                        "converted to the catalogue's units")
+    parser.add_argument("--station_columns", type=dict[str, str] | None, default=None,
+                        help="station table column -> lat / lon / elevation, e.g. "
+                        '\'{"latitude": "lat", "longitude": "lon", "height": "elevation"}\'')
     return parser
 
 
@@ -105,6 +151,18 @@ def _run_data(cfg: Namespace) -> None:
         print(describe_stations(stations))
         print(f"satellite: {dict(satellite.sizes)} [{satellite.attrs['units']}]")
         print(f"wrote {out / 'stations.nc'} and {out / 'satellite.nc'}")
+    elif cfg.data_command in ("convert", "aimsir17"):
+        args = cfg[cfg.data_command]
+        if cfg.data_command == "convert":
+            stations = read_stations_csv(
+                args.observations, args.stations, variables=args.variables, units=args.units,
+                time_column=args.time_column, station_column=args.station_column,
+                station_columns=args.station_columns)
+        else:
+            stations = read_aimsir17(args.folder)
+        write_stations(stations, args.out)
+        print(describe_stations(stations))
+        print(f"wrote {args.out}")
     elif cfg.data_command == "describe":
         args = cfg.describe
         if args.kind == "stations":

@@ -19,7 +19,7 @@ import lightning as L
 import numpy as np
 import torch
 import xarray as xr
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -112,6 +112,13 @@ class Forecaster(L.LightningModule):
     A training batch whose loss is not finite is skipped (no optimizer step), warned about
     and counted in ``skipped_batches`` (logged as ``train/skipped_batches``). Checkpoints
     record ``vnnet_version``; one that cannot be loaded raises ``IncompatibleCheckpointError``.
+
+    Models fitted in closed form (a ``fit_closed_form(train, val)`` method and a ``fitted``
+    flag, e.g. ``vnnet.models.Ridge``) are fitted at the start of ``Trainer.fit`` from the
+    datamodule's training and validation loaders (all their batches, whatever the Trainer's
+    ``limit_*_batches``); the fit then runs one epoch without optimizer steps (train metrics,
+    validation, the val/mae checkpoint) and stops. A model with a ``target_lag`` attribute
+    (``SeasonalPersistence``) gets the datamodule's ``target_lag`` set to it in ``setup``.
     """
 
     def __init__(
@@ -221,6 +228,43 @@ class Forecaster(L.LightningModule):
                 f"hyper-parameters: {reason}") from err
 
     @property
+    def closed_form(self) -> bool:
+        """Whether the model is fitted in closed form (``fit_closed_form``), not by steps."""
+        return callable(getattr(self.model, "fit_closed_form", None))
+
+    def setup(self, stage: str) -> None:
+        name, datamodule = type(self.model).__name__, self.trainer.datamodule
+        if self.closed_form and stage == "fit" and self.trainer.world_size > 1:
+            # Checked here: DDP refuses to wrap a model without trainable parameters later.
+            raise ValueError(f"{name} is fitted in closed form in one process; fit it without "
+                             f"a distributed strategy (trainer.devices: 1)")
+        lag = getattr(self.model, "target_lag", None)
+        if lag is None or datamodule is None:
+            return
+        if not hasattr(datamodule, "target_lag"):
+            raise ValueError(f"{name} needs batches with y_lag; the datamodule "
+                             f"{type(datamodule).__name__} cannot provide them")
+        if datamodule.target_lag not in (None, lag):
+            raise ValueError(f"{name} needs target_lag={lag!r}, the datamodule has "
+                             f"target_lag={datamodule.target_lag!r}")
+        datamodule.target_lag = lag  # read when the loaders are built, after this hook
+
+    def on_fit_start(self) -> None:
+        if not self.closed_form or bool(self.model.fitted):  # fitted: e.g. a resumed fit
+            return
+        datamodule = self.trainer.datamodule
+        name = type(self.model).__name__
+        if datamodule is None:
+            raise ValueError(f"{name} is fitted in closed form from the datamodule's loaders; "
+                             f"pass datamodule= to Trainer.fit")
+        info = self.model.fit_closed_form(datamodule.train_dataloader(),
+                                          datamodule.val_dataloader())
+        alpha = np.asarray(info["alpha"])
+        rank_zero_info(f"{name}: fitted in closed form on {info['rows']} rows x "
+                       f"{info['features']} features in {info['seconds']:.1f} s; alpha per "
+                       f"lead {np.round(alpha.mean(axis=-1), 6).tolist()}")
+
+    @property
     def spec(self):  # noqa: ANN201 - DataSpec, re-exported for convenience
         return self.model.spec
 
@@ -269,6 +313,12 @@ class Forecaster(L.LightningModule):
         return teacher_forcing_probability(self.global_step, self.hparams.cl_decay_steps)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
+        if self.closed_form:  # already fitted: score the fit, nothing to optimise
+            with torch.no_grad():
+                pred = self.model(batch)
+            self.train_errors.update(self.to_physical(pred), self.to_physical(batch.y),
+                                     batch.y_mask)
+            return None
         p = self.teacher_forcing()
         pred = self.model(batch, teacher_forcing=p)
         loss = self.compute_loss(pred, batch)
@@ -324,6 +374,8 @@ class Forecaster(L.LightningModule):
         self._log_metrics("train")
         self.log("train/skipped_batches", float(self.skipped_batches), sync_dist=True,
                  reduce_fx="sum")
+        if self.closed_form:  # more epochs would repeat the same fit
+            self.trainer.should_stop = True
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
@@ -343,8 +395,10 @@ class Forecaster(L.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"forecast": self(batch), "init_time": batch.init_time}
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> dict[str, Any] | None:
         params = [p for p in self.parameters() if p.requires_grad]
+        if not params and self.closed_form:
+            return None  # Lightning runs the fit with no optimizer
         if not params:
             raise ValueError(f"{type(self.model).__name__} has no trainable parameters; use "
                              f"'vnnet test' to evaluate it without fitting")
@@ -388,7 +442,8 @@ class Forecaster(L.LightningModule):
         from vnnet.predict import forecasts_to_xarray
 
         dm = WeatherDataModule.for_inference(self.spec.raw, stations, satellite,
-                                             batch_size=batch_size)
+                                             batch_size=batch_size,
+                                             target_lag=getattr(self.model, "target_lag", None))
         self._check_satellite(dm.satellite)
         dm.setup("predict")
         moved = ~(np.isclose(dm.stations.lat.values, self.spec.lat, atol=1e-5)

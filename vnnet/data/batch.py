@@ -26,6 +26,9 @@ class Batch:
       datamodule's time axis.
     - ``images`` (b t c H W) min-max scaled frames, NaN pixels filled with 0, or None;
       ``image_mask`` (b t) True where a frame was available (None without images).
+    - ``y_lag`` (b h n c) the scaled targets ``target_lag`` before each valid time (at or
+      before the init time), 0 where missing, and ``y_lag_mask`` (b h n c) True where
+      observed; None unless the datamodule was asked for them (``target_lag``).
     """
 
     x: torch.Tensor
@@ -38,6 +41,8 @@ class Batch:
     init_time: torch.Tensor
     images: torch.Tensor | None = None
     image_mask: torch.Tensor | None = None
+    y_lag: torch.Tensor | None = None
+    y_lag_mask: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:

@@ -41,6 +41,8 @@ from vnnet.data.windows import (
     calendar_index,
     chronological_splits,
     cyclic_features,
+    lag_steps,
+    lagged_window,
     window_starts,
 )
 from vnnet.graphs import StationGraph, distance_graph
@@ -146,12 +148,14 @@ class WindowDataset(Dataset):
 
     Station arrays are laid out (time, station, variable); window ``i`` starts at
     ``starts[i]`` and yields a dict of numpy arrays (see ``Batch`` for the layouts).
+    ``target_lag`` (steps, >= n_pred): also yield ``y_lag``/``y_lag_mask``, the targets that
+    many steps before each valid time (missing before the record starts).
     """
 
     def __init__(self, starts: np.ndarray, n_his: int, n_pred: int, arrays: dict[str, np.ndarray],
                  frames: FrameReader | None = None, frame_of_time: np.ndarray | None = None,
-                 image_scaler: MinMaxScaler | None = None) -> None:
-        self.starts, self.n_his, self.n_pred = starts, n_his, n_pred
+                 image_scaler: MinMaxScaler | None = None, target_lag: int | None = None) -> None:
+        self.starts, self.n_his, self.n_pred, self.target_lag = starts, n_his, n_pred, target_lag
         self.arrays = arrays
         self.frames, self.frame_of_time, self.image_scaler = frames, frame_of_time, image_scaler
 
@@ -168,6 +172,9 @@ class WindowDataset(Dataset):
             "time": a["cyclic"][inp], "time_index": a["calendar"][inp],
             "time_pred": a["cyclic"][out], "init_time": np.int64(s + self.n_his - 1),
         }
+        if self.target_lag is not None:
+            sample["y_lag"], sample["y_lag_mask"] = lagged_window(
+                a["y"], a["y_mask"], out.start - self.target_lag, self.n_pred)
         if self.frames is not None:
             sample["images"], sample["image_mask"] = self.read_images(self.frame_of_time[inp],
                                                                       images)
@@ -332,6 +339,9 @@ class WeatherDataModule(L.LightningDataModule):
         pin_memory: page-locked batches for faster host-to-GPU copies; None (default): on when
             CUDA is available.
         graph: options of ``vnnet.graphs.distance_graph``.
+        target_lag: a duration (e.g. "24h", at least n_pred steps): batches also carry
+            ``y_lag``/``y_lag_mask``, the targets that long before each valid time (what
+            ``SeasonalPersistence`` forecasts; the Forecaster sets it for such models).
     """
 
     def __init__(
@@ -365,6 +375,7 @@ class WeatherDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         predict_split: str = "test",
         seed: int = 0,
+        target_lag: str | None = None,
     ) -> None:
         super().__init__()
         window_starts(slice(0, 0), n_his, n_pred, stride)  # validates the three sizes
@@ -416,6 +427,7 @@ class WeatherDataModule(L.LightningDataModule):
             raise ValueError(f"graph: unknown option(s) {unknown}; expected some of {options}")
         self.predict_split = predict_split
         self.seed = seed
+        self.target_lag = target_lag  # checked against the time step when windows are cut
         self._arrays: dict[str, np.ndarray] | None = None
 
     # ---- data as loaded and validated -------------------------------------------------
@@ -587,8 +599,8 @@ class WeatherDataModule(L.LightningDataModule):
 
     @classmethod
     def for_inference(cls, description: dict[str, Any], stations: xr.Dataset | str,
-                      satellite: xr.DataArray | str | None = None, batch_size: int = 64
-                      ) -> WeatherDataModule:
+                      satellite: xr.DataArray | str | None = None, batch_size: int = 64,
+                      target_lag: str | None = None) -> WeatherDataModule:
         """Windows over new data prepared exactly as for a trained model (its description):
         same stations, variables, window sizes and stored scalers; every window predicted."""
         sat = description.get("satellite")
@@ -603,7 +615,7 @@ class WeatherDataModule(L.LightningDataModule):
                    image_range=image_range, station_scaler=description["station_scaler"],
                    mask_zeros=description.get("mask_zeros", False), batch_size=batch_size,
                    predict_split="all", use_satellite=sat is not None,
-                   graph=(description.get("graph") or {}).get("params"))
+                   graph=(description.get("graph") or {}).get("params"), target_lag=target_lag)
 
     def setup(self, stage: str | None = None) -> None:
         """Load, validate, co-register and fit the scalers on the training split."""
@@ -620,8 +632,10 @@ class WeatherDataModule(L.LightningDataModule):
             path = self._sources["satellite"]
             npy = isinstance(path, str | Path) and Path(path).suffix == ".npy"
             frames = FrameReader(self.satellite, path if npy else None)
+        lag = None if self.target_lag is None else lag_steps(self.target_lag, self.times,
+                                                             self.n_pred)
         return WindowDataset(self.windows(split), self.n_his, self.n_pred, self._station_arrays(),
-                             frames, self.frame_of_time, self.image_scaler)
+                             frames, self.frame_of_time, self.image_scaler, lag)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         # Under DDP each process reads its share; training order depends on seed and epoch

@@ -43,6 +43,8 @@ class Variable:
 
 _CATALOGUE = [
     Variable("air_pressure", "hPa", "air_pressure", "station air pressure", 300.0, 1100.0),
+    Variable("air_pressure_at_mean_sea_level", "hPa", "air_pressure_at_mean_sea_level",
+             "mean sea-level pressure", 850.0, 1100.0),
     Variable("air_temperature", "degC", "air_temperature", "air temperature", -90.0, 65.0),
     Variable("air_temperature_max", "degC", "air_temperature", "maximum air temperature",
              -90.0, 65.0),

@@ -99,3 +99,38 @@ def cyclic_features(times: pd.DatetimeIndex) -> np.ndarray:
 
 
 CYCLIC_FEATURE_NAMES = ("hour_sin", "hour_cos", "doy_sin", "doy_cos")
+
+
+def lag_steps(lag: str | pd.Timedelta, times: pd.DatetimeIndex, n_pred: int) -> int:
+    """``lag`` (a duration, e.g. ``"24h"``) in steps of the regular axis ``times``.
+
+    A window's lagged targets are those at ``valid_time - lag``; for every lead hour
+    ``1..n_pred`` that is at or before the init time only if ``lag >= n_pred`` steps, so a
+    shorter lag (which would leak values from after the forecast start) is an error.
+    """
+    try:
+        duration = pd.Timedelta(lag)
+    except ValueError:
+        raise ValueError(f"target_lag: cannot parse {lag!r} as a duration (e.g. '24h')") from None
+    step = pd.Timedelta(times[1] - times[0]) if len(times) > 1 else duration
+    steps = duration / step
+    if steps != int(steps) or steps < 1:
+        raise ValueError(f"target_lag {lag!r} is not a positive whole number of time steps "
+                         f"({step})")
+    if int(steps) < n_pred:
+        raise ValueError(f"target_lag {lag!r} ({int(steps)} steps) is shorter than n_pred = "
+                         f"{n_pred} lead steps: the lagged target of the later leads would come "
+                         f"from after the init time")
+    return int(steps)
+
+
+def lagged_window(values: np.ndarray, mask: np.ndarray, start: int, length: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``start .. start+length-1`` of (time ...) ``values`` and ``mask``; rows before the
+    record (negative indices) come back missing: value 0, mask False."""
+    first = max(start, 0)  # rows before the record stay missing
+    stop = max(start + length, first)
+    out = np.zeros((length, *values.shape[1:]), values.dtype)
+    out_mask = np.zeros((length, *mask.shape[1:]), bool)
+    out[first - start:], out_mask[first - start:] = values[first:stop], mask[first:stop]
+    return out, out_mask

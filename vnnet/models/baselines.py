@@ -1,8 +1,9 @@
 """Reference forecasts that every learned model must beat, and what learned baselines share.
 
-``Persistence`` and ``Climatology`` have no trainable parameters: evaluate them with
-``vnnet test`` (no fit). The learned baselines (``GRUBaseline``, ``AGCRN``, ``GraphWaveNet``,
-``STGCN``) read their per-station inputs through :func:`station_inputs`.
+``Persistence``, ``SeasonalPersistence`` and ``Climatology`` have no trainable parameters:
+evaluate them with ``vnnet test`` (no fit); ``vnnet.models.Ridge`` is fitted in closed form.
+The learned baselines (``GRUBaseline``, ``AGCRN``, ``GraphWaveNet``, ``STGCN``) read
+their per-station inputs through :func:`station_inputs`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 import torch
 
 from vnnet.data.batch import Batch
 from vnnet.data.windows import CYCLIC_FEATURE_NAMES
 from vnnet.models.base import DataSpec, ForecastModel, last_observed
 
-__all__ = ["Climatology", "Persistence", "check_inputs", "n_station_inputs", "station_inputs",
-           "valid_hours"]
+__all__ = ["Climatology", "Persistence", "SeasonalPersistence", "check_inputs",
+           "n_station_inputs", "station_inputs", "valid_hours"]
 
 N_HOURS = 24
 _HOUR_SIN = CYCLIC_FEATURE_NAMES.index("hour_sin")
@@ -81,6 +83,44 @@ class Persistence(ForecastModel):
         value = last_observed(batch.x[..., self.target_index],
                               batch.x_mask[..., self.target_index])  # (b n c)
         return value.unsqueeze(1).expand(-1, self.spec.n_pred, -1, -1)
+
+
+class SeasonalPersistence(Persistence):
+    """Yesterday at this hour: each target's value 24 h before the valid time.
+
+    ``forecast[b, h] = y(init + h - 24 h)``, read from ``batch.y_lag`` (b h n c), the target
+    24 h before each valid time, which the datamodule adds when its ``target_lag`` is "24h"
+    (the Forecaster asks for it: ``target_lag`` below). For lead hours up to 24 that value is
+    at or before the init time, so nothing from after the forecast start is used; longer
+    leads are refused. Where it is missing (a gap, or before the record starts) the
+    forecast falls back to :class:`Persistence` (the last observed value in the input window,
+    0 = the training mean if none). Needs each target among the inputs (for that fallback).
+    """
+
+    #: What the datamodule must provide: ``y_lag`` this long before each valid time.
+    target_lag = "24h"
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        step = pd.Timedelta(data.get("time_step", "1h"))
+        lag = pd.Timedelta(self.target_lag) / step
+        if self.spec.n_pred > lag:
+            raise ValueError(f"SeasonalPersistence needs n_pred <= {lag:g} (leads of at most "
+                             f"{self.target_lag}: later valid times are more than "
+                             f"{self.target_lag} after the init time); got n_pred = "
+                             f"{self.spec.n_pred}")
+
+    def forward(self, batch: Batch, teacher_forcing: float = 0.0) -> torch.Tensor:
+        if batch.y_lag is None or batch.y_lag_mask is None:
+            raise ValueError(f"SeasonalPersistence: the batch has no y_lag; build the datamodule "
+                             f"with target_lag={self.target_lag!r} (a Trainer run through "
+                             f"vnnet.Forecaster sets it)")
+        expect = (batch.x.shape[0], self.spec.n_pred, self.spec.n_stations, self.spec.n_targets)
+        if tuple(batch.y_lag.shape) != expect:
+            raise ValueError(f"SeasonalPersistence: batch.y_lag: expected (b h n c) = {expect}, "
+                             f"got {tuple(batch.y_lag.shape)}")
+        fallback = super().forward(batch)
+        return torch.where(batch.y_lag_mask, batch.y_lag.to(fallback.dtype), fallback)
 
 
 def valid_hours(time_pred: torch.Tensor) -> torch.Tensor:

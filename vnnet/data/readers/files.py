@@ -1,4 +1,4 @@
-"""File I/O for the data contract: lazy ``.npy`` access, netCDF4 / zarr, and CSV station tables.
+"""File I/O for the data contract: lazy ``.npy`` access and netCDF4 / zarr (CSV: ``stations_csv``).
 
 Stations are ``xarray.Dataset`` objects with dims ``(time, station)``; satellite cubes are
 ``xarray.DataArray`` objects with dims ``(time, channel, lat, lon)`` (see
@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,11 @@ import pandas as pd
 import xarray as xr
 from dask.base import tokenize
 
-from vnnet.data.schema import CATALOGUE, validate_satellite, validate_stations
+from vnnet.data.schema import validate_satellite, validate_stations
 
 __all__ = [
     "open_satellite",
     "open_stations",
-    "read_stations_csv",
     "write_satellite",
     "write_stations",
 ]
@@ -296,151 +295,11 @@ def write_satellite(da: xr.DataArray, path: PathLike) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# CSV
+# CSV (moved to vnnet.data.readers.stations_csv; this import path keeps working)
 # --------------------------------------------------------------------------------------------
-_STATION_TABLE_COLUMNS = ("station", "lat", "lon", "elevation")
+def __getattr__(name: str) -> Any:
+    if name == "read_stations_csv":  # imported here, not at the top: that module imports this
+        from vnnet.data.readers.stations_csv import read_stations_csv
 
-
-def _read_csv(path: PathLike, what: str) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such {what} file: {path}")
-    try:
-        # Station ids as text: "00123" must not become 123.
-        return pd.read_csv(path, dtype={"station": str}, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: could not be read as CSV ({err})") from err
-
-
-def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], path: PathLike) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected columns {list(columns)}, "
-                         f"got {list(df.columns)}")
-
-
-def _numeric(column: pd.Series, name: str, path: PathLike) -> np.ndarray:
-    values = pd.to_numeric(column, errors="coerce")
-    bad = values.isna() & column.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{path}: column '{name}' must be numeric (empty for missing); "
-                         f"got {column.iloc[row]!r} at data row {row + 1}")
-    return values.to_numpy(dtype=np.float64)
-
-
-def _parse_times(column: pd.Series, path: PathLike) -> pd.DatetimeIndex:
-    try:
-        times = pd.to_datetime(column, utc=True, format="ISO8601")
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path}: could not parse column 'time' ({err}); expected ISO 8601 "
-                         f"times such as '2017-01-01 00:00' (UTC) or "
-                         f"'2017-01-01T08:00+08:00'") from err
-    if times.isna().any():
-        row = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise ValueError(f"{path}: column 'time' is empty at data row {row + 1}; every "
-                         f"observation needs a time")
-    # ns resolution: the grid arithmetic below works on integer nanoseconds (asi8).
-    return pd.DatetimeIndex(times).tz_localize(None).as_unit("ns")
-
-
-def _regular_grid(times: pd.DatetimeIndex, path: PathLike) -> pd.DatetimeIndex:
-    unique = times.unique().sort_values()
-    if len(unique) == 1:
-        return unique
-    step = int(np.diff(unique.asi8).min())
-    offsets = unique.asi8 - unique.asi8[0]
-    off_grid = offsets % step != 0
-    if off_grid.any():
-        bad = unique[int(np.flatnonzero(off_grid)[0])]
-        raise ValueError(f"{path}: times are not on a regular grid; step {pd.Timedelta(step)} "
-                         f"(the smallest gap) from {unique[0]} expected, but {bad} is off it")
-    n_grid = int(offsets[-1] // step) + 1
-    # A stray time a few seconds off would make the grid step seconds over years of data.
-    if n_grid > max(10 * len(unique), 1_000_000):
-        raise ValueError(f"{path}: the smallest gap between times, {pd.Timedelta(step)}, would "
-                         f"give a grid of {n_grid} times for {len(unique)} distinct observation "
-                         f"times; is a time slightly off the intended step?")
-    return pd.date_range(unique[0], unique[-1], freq=pd.Timedelta(step)).as_unit("ns")
-
-
-def read_stations_csv(observations_path: PathLike, stations_path: PathLike, *,
-                      units: Mapping[str, str] | None = None) -> xr.Dataset:
-    """Read station observations from a CSV pair into a dataset with dims ``(time, station)``.
-
-    ``observations_path``: long format, columns ``time``, ``station`` and one column per
-    variable; empty cells are missing (NaN). Times are ISO 8601, taken as UTC when they carry
-    no offset and converted to UTC when they do. ``stations_path``: one row per station with
-    columns ``station``, ``lat``, ``lon`` (deg), ``elevation`` (m); its order is the station
-    order, and stations without observations are kept (all NaN).
-
-    Variables named as in ``schema.CATALOGUE`` take the catalogue's units unless ``units``
-    says otherwise (known aliases such as K or Pa are converted by the validator); any other
-    variable needs its units in ``units``. The time axis is the regular grid spanned by the
-    observations with the smallest gap between distinct times as step; grid times without
-    observations are NaN rows.
-    """
-    units = dict(units or {})
-    obs = _read_csv(observations_path, "observations")
-    table = _read_csv(stations_path, "station table")
-    _require_columns(obs, ("time", "station"), observations_path)
-    _require_columns(table, _STATION_TABLE_COLUMNS, stations_path)
-    if obs.empty:
-        raise ValueError(f"{observations_path}: no observations (the file has a header only)")
-
-    variables = [str(c) for c in obs.columns if c not in ("time", "station")]
-    if not variables:
-        raise ValueError(f"{observations_path}: no variable columns; expected 'time', 'station' "
-                         f"and one column per variable")
-    unused = sorted(set(units) - set(variables))
-    if unused:
-        raise ValueError(f"units given for {unused}, which are not columns of "
-                         f"{observations_path} (columns: {variables})")
-    no_units = [v for v in variables if v not in CATALOGUE and v not in units]
-    if no_units:
-        raise ValueError(f"{observations_path}: variables {no_units} are not in the catalogue, so "
-                         f"their units must be given, e.g. units={{'{no_units[0]}': '...'}}")
-
-    # Station table.
-    if table["station"].isna().any():
-        raise ValueError(f"{stations_path}: column 'station' has empty ids")
-    table_ids = table["station"].astype(str).str.strip()
-    if table_ids.duplicated().any():
-        raise ValueError(f"{stations_path}: duplicated station ids "
-                         f"{sorted(set(table_ids[table_ids.duplicated()]))[:5]}")
-    coords = {c: _numeric(table[c], c, stations_path) for c in ("lat", "lon", "elevation")}
-
-    # Observations: where each row goes on the (time, station) grid.
-    if obs["station"].isna().any():
-        raise ValueError(f"{observations_path}: column 'station' has empty ids")
-    obs_ids = obs["station"].astype(str).str.strip()
-    unknown = sorted(set(obs_ids) - set(table_ids))
-    if unknown:
-        raise ValueError(f"{observations_path}: stations {unknown[:5]} are not in the station "
-                         f"table {stations_path}")
-    times = _parse_times(obs["time"], observations_path)
-    keys = pd.DataFrame({"time": times, "station": obs_ids.to_numpy()})
-    dup = keys.duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise ValueError(f"{observations_path}: duplicate rows for station "
-                         f"'{keys.station.iloc[row]}' at {keys.time.iloc[row]}; expected one row "
-                         f"per (time, station)")
-    grid = _regular_grid(times, observations_path)
-    t_idx = grid.get_indexer(times)
-    s_idx = pd.Index(table_ids).get_indexer(obs_ids)
-
-    data_vars = {}
-    for name in variables:
-        values = np.full((len(grid), len(table_ids)), np.nan)
-        values[t_idx, s_idx] = _numeric(obs[name], name, observations_path)
-        attrs = {"units": units.get(name, CATALOGUE[name].units if name in CATALOGUE else "")}
-        data_vars[name] = (("time", "station"), values, attrs)
-    ds = xr.Dataset(
-        data_vars,
-        coords={"time": grid.values, "station": table_ids.to_numpy(dtype=str),
-                **{c: ("station", v) for c, v in coords.items()}},
-        attrs={"source": f"CSV: {Path(observations_path).name} + {Path(stations_path).name}"},
-    )
-    return finish_stations(ds)
-
+        return read_stations_csv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
