@@ -65,6 +65,9 @@ class VNNetCLI(LightningCLI):
             "checkpoint.monitor": "val/mae", "checkpoint.mode": "min",
             "checkpoint.save_last": True, "checkpoint.filename": "best-{epoch:03d}",
             "trainer.gradient_clip_val": 1.0, "trainer.max_epochs": 100,
+            # Deterministic kernels wherever PyTorch has them (a warning where it has not):
+            # the same command and seed give the same weights (benchmarks/RESULTS.md).
+            "trainer.deterministic": "warn",
         })
 
     def before_instantiate_classes(self) -> None:

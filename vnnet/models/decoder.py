@@ -54,13 +54,19 @@ class GCNDecoder(nn.Module):
         adaptive: use the decoder's own (time-free) adaptive graph.
         n_step_features: extra per-step inputs k (e.g. calendar features of the lead hour),
             given to ``forward`` as ``step_features``.
+        residual: every step forecasts its departure from ``go`` (the last observation):
+            ``y_s = go + W h_s``, so an untrained decoder is persistence. Not in the paper;
+            on real stations, where the next hours are mostly the last one, a decoder that
+            forecasts the value loses the first leads to persistence (benchmarks/RESULTS.md;
+            a chained ``y_s = y_{s-1} + W h_s`` won +1 h but drifted at later leads).
     """
 
     static_adjacency: torch.Tensor | None
 
     def __init__(self, n_nodes: int, out_dim: int, hidden: int = 32, n_layers: int = 2,
                  embed_dim: int = 8, static_adjacency: torch.Tensor | None = None,
-                 adaptive: bool = True, n_step_features: int = 0) -> None:
+                 adaptive: bool = True, n_step_features: int = 0, residual: bool = False
+                 ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers: expected >= 1, got {n_layers}")
@@ -73,6 +79,7 @@ class GCNDecoder(nn.Module):
         dims = [out_dim + n_step_features] + [hidden] * (n_layers - 1)
         self.cells = nn.ModuleList(GraphConvGRUCell(d, hidden, n_supports) for d in dims)
         self.projection = nn.Linear(hidden, out_dim)
+        self.residual = residual
 
     def forward(self, h0: torch.Tensor, go: torch.Tensor, n_pred: int,
                 targets: torch.Tensor | None = None, target_mask: torch.Tensor | None = None,
@@ -143,5 +150,6 @@ class GCNDecoder(nn.Module):
             for layer, cell in enumerate(self.cells):
                 states[layer] = cell(inp, states[layer], supports)
                 inp = states[layer]
-            preds.append(self.projection(inp))
+            change = self.projection(inp)
+            preds.append(go + change if self.residual else change)
         return torch.stack(preds, dim=1)

@@ -136,7 +136,11 @@ class VLSTM(nn.Module):
             index, first = distinct_frames(images)
             if first.numel() < b * t:
                 feats = self.encode_frames(images.flatten(0, 1)[first])  # (U, s, Hf, Wf)
-                gates = self.lstm.cells[0].input_gates(feats)[index]  # (b t 4d Hf Wf)
+                # index_select, not feats[index]: the backward of advanced indexing with
+                # repeated indices adds with parallel float atomics on a CPU (a different
+                # sum order, so different weights, from run to run); index_add is ordered.
+                gates = self.lstm.cells[0].input_gates(feats).index_select(
+                    0, index.flatten()).unflatten(0, index.shape)  # (b t 4d Hf Wf)
                 _, h = self.lstm.run_gates(gates.unbind(1), image_mask, sequence=False)
                 return self.mscsm(h)
         feats = self.encode_frames(images.flatten(0, 1))  # all frames at once: (b*t s Hf Wf)

@@ -88,6 +88,9 @@ class VNNet(ForecastModel):
         context_source: which state that is: ``"fused"`` (with the images) or ``"encoder"``
             (the N-GCN state before fusion, so the images reach the decoder through ``h0``
             only, and their effect can fade with lead time).
+        residual: the decoder forecasts each lead's departure from the last observation
+            instead of the value (``GCNDecoder``; not in the paper, off by default; on in
+            the aimsir17 configs).
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class VNNet(ForecastModel):
         image_noise: bool = False,
         decoder_context: bool = False,
         context_source: Literal["fused", "encoder"] = "fused",
+        residual: bool = False,
     ) -> None:
         super().__init__(data)
         spec = self.spec
@@ -153,7 +157,8 @@ class VNNet(ForecastModel):
         self.decoder_context = decoder_context
         n_step = len(CYCLIC_FEATURE_NAMES) + (hidden if decoder_context else 0)
         self.decoder = GCNDecoder(spec.n_stations, spec.n_targets, hidden, n_layers, embed_dim,
-                                  adjacency, adaptive=adaptive, n_step_features=n_step)
+                                  adjacency, adaptive=adaptive, n_step_features=n_step,
+                                  residual=residual)
 
     def config(self) -> dict[str, Any]:
         config = super().config()

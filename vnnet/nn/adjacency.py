@@ -17,6 +17,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["AdaptiveAdjacency", "DynamicAdjacency", "row_normalize"]
 
@@ -84,9 +85,11 @@ class AdaptiveAdjacency(nn.Module):
         if time_index.shape[-1] != 3 or time_index.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"time_index: expected integer (... 3) [month, day, hour], got "
                              f"{tuple(time_index.shape)} {time_index.dtype}")
-        shift = (self.month_embedding[time_index[..., 0]]
-                 + self.day_embedding[time_index[..., 1]]
-                 + self.hour_embedding[time_index[..., 2]])  # (... d_e)
+        # Embedding lookups whose backward sums repeated rows in a fixed order (advanced
+        # indexing would add them with parallel atomics on a CPU: not run-to-run exact).
+        shift = (F.embedding(time_index[..., 0], self.month_embedding)
+                 + F.embedding(time_index[..., 1], self.day_embedding)
+                 + F.embedding(time_index[..., 2], self.hour_embedding))  # (... d_e)
         return self.node_embedding + shift.unsqueeze(-2)  # (... n d_e)
 
     def forward(self, time_index: torch.Tensor | None = None) -> torch.Tensor:
