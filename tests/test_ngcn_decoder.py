@@ -315,3 +315,23 @@ def test_decoder_step_features_reach_each_step() -> None:
     torch.testing.assert_close(dec(h0, go, 3, step_features=per_station), base)
     with pytest.raises(ValueError, match="step_features"):
         dec(h0, go, 3)
+
+
+def test_residual_decoder_forecasts_departure_from_last_observation() -> None:
+    """``residual``: y_s = go + W h_s at every lead; with W = 0 and bias 0 it is persistence,
+    and otherwise it differs from the plain decoder by exactly ``go``."""
+    torch.manual_seed(0)
+    n, c, b, h = 5, 2, 3, 4
+    plain = GCNDecoder(n, c, hidden=8, n_layers=2, embed_dim=4)
+    residual = GCNDecoder(n, c, hidden=8, n_layers=2, embed_dim=4, residual=True)
+    h0 = torch.randn(2, b, n, 8)
+    go = torch.randn(b, n, c)
+    with torch.no_grad():
+        residual.projection.weight.zero_()
+        residual.projection.bias.zero_()
+    persistence = go.unsqueeze(1).expand(b, h, n, c)
+    assert torch.equal(residual(h0, go, h), persistence)
+    # One step: the plain decoder's first output plus go (same cells and projection).
+    residual.load_state_dict(plain.state_dict())
+    first_plain = plain(h0, go, 1)
+    assert torch.allclose(residual(h0, go, 1), first_plain + go.unsqueeze(1))
