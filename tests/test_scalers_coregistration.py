@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from vnnet.data.coregistration import station_pixels
 from vnnet.data.scalers import MinMaxScaler, StandardScaler
+from vnnet.graphs.coregistration import station_pixels
 
 
 def test_standard_scaler_ignores_nan_and_inverts():

@@ -2,7 +2,6 @@
 scalers, co-registration and the Lightning datamodule."""
 
 from vnnet.data.batch import Batch, collate_windows
-from vnnet.data.coregistration import PixelMap, station_pixels
 from vnnet.data.datamodule import WeatherDataModule, align_frames
 from vnnet.data.readers import (
     REGION_BOXES,
@@ -26,6 +25,7 @@ from vnnet.data.windows import (
     cyclic_features,
     window_starts,
 )
+from vnnet.graphs.coregistration import PixelMap, station_pixels
 
 __all__ = [
     "CATALOGUE", "REGION_BOXES", "WEATHER2K_FEATURES", "Batch", "MinMaxScaler", "PixelMap",

@@ -8,6 +8,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+# The calendar features of ``Batch.time`` / ``time_pred``, in order (last axis, k).
+CYCLIC_FEATURE_NAMES = ("hour_sin", "hour_cos", "doy_sin", "doy_cos")
+
 
 @dataclass
 class Batch:

@@ -23,7 +23,6 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from vnnet.data.batch import Batch, collate_windows
-from vnnet.data.coregistration import PixelMap, station_pixels
 from vnnet.data.readers import (
     open_satellite,
     open_stations,
@@ -46,6 +45,7 @@ from vnnet.data.windows import (
     window_starts,
 )
 from vnnet.graphs import StationGraph, distance_graph
+from vnnet.graphs.coregistration import PixelMap, station_pixels
 
 
 def load_stations(source: xr.Dataset | str | Path, lonlat: str | Path | None = None

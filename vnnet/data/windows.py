@@ -98,7 +98,6 @@ def cyclic_features(times: pd.DatetimeIndex) -> np.ndarray:
     return np.stack(feats, axis=-1).astype(np.float32)
 
 
-CYCLIC_FEATURE_NAMES = ("hour_sin", "hour_cos", "doy_sin", "doy_cos")
 
 
 def lag_steps(lag: str | pd.Timedelta, times: pd.DatetimeIndex, n_pred: int) -> int:

@@ -14,8 +14,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from vnnet.data.batch import Batch
-from vnnet.data.windows import CYCLIC_FEATURE_NAMES
+from vnnet.data.batch import CYCLIC_FEATURE_NAMES, Batch
 from vnnet.models.base import DataSpec, ForecastModel, last_observed
 
 __all__ = ["Climatology", "Persistence", "SeasonalPersistence", "check_inputs",

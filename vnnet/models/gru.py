@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vnnet.data.batch import Batch
-from vnnet.data.windows import CYCLIC_FEATURE_NAMES
+from vnnet.data.batch import CYCLIC_FEATURE_NAMES, Batch
 from vnnet.models.base import ForecastModel, last_observed
 from vnnet.models.baselines import check_inputs, n_station_inputs, station_inputs
 

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vnnet.data.batch import Batch
-from vnnet.data.windows import CYCLIC_FEATURE_NAMES
+from vnnet.data.batch import CYCLIC_FEATURE_NAMES, Batch
 from vnnet.graphs import haversine_km
 from vnnet.models.base import ForecastModel, last_observed
 from vnnet.models.baselines import check_inputs

@@ -17,8 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from vnnet.data.batch import Batch
-from vnnet.data.windows import CYCLIC_FEATURE_NAMES
+from vnnet.data.batch import CYCLIC_FEATURE_NAMES, Batch
 from vnnet.models.base import ForecastModel, last_observed
 from vnnet.models.decoder import GCNDecoder
 from vnnet.models.fusion import DQAMFusion

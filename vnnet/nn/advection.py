@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vnnet.data.coregistration import station_pixels
+from vnnet.graphs.coregistration import station_pixels
 
 __all__ = ["UpstreamSampler", "WIND_VARIABLES"]
 
